@@ -1,0 +1,68 @@
+"""Draft configuration: the user's knobs plus the target facts it was built for."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DraftConfig:
+    """`k`: features predicted per position (1 = EAGLE-style); `latents`: learned latents per visual span
+    (0 = no compression); `layers`: decoder layers. Sizes left as None are taken from the target."""
+
+    k: int = 1
+    latents: int = 0
+    layers: int = 1
+    heads: int | None = None
+    kv_heads: int | None = None
+    intermediate_size: int | None = None
+    rope_theta: float | None = None
+    rms_norm_eps: float = 1e-6
+    # Facts of the target the draft is built for; filled by `resolve`.
+    hidden_size: int | None = None
+    vocab_size: int | None = None
+    target_family: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("k", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DraftConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.latents < 0:
+            raise ValueError(f"DraftConfig.latents must be >= 0, got {self.latents}")
+        if self.k != 1 or self.latents != 0:
+            raise ValueError(
+                "this version drafts with k=1 and latents=0 (the EAGLE-style draft); "
+                "semi-autoregressive slots and latent compression are not available yet"
+            )
+
+    def resolve(self, target: Any) -> DraftConfig:
+        """Fill every size the user left open from the target's text model."""
+        text = target.text_config
+        heads = self.heads or text.num_attention_heads
+        rope = getattr(text, "rope_parameters", None) or {}
+        return dataclasses.replace(
+            self,
+            heads=heads,
+            kv_heads=self.kv_heads or getattr(text, "num_key_value_heads", None) or heads,
+            intermediate_size=self.intermediate_size or text.intermediate_size,
+            rope_theta=self.rope_theta or rope.get("rope_theta", getattr(text, "rope_theta", 10000.0)),
+            hidden_size=target.hidden_size,
+            vocab_size=target.vocab_size,
+            target_family=target.family_name,
+        )
+
+    def to_json(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: Path) -> DraftConfig:
+        data = json.loads(path.read_text())
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown draft config keys {unknown}")
+        return cls(**data)
