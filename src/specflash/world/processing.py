@@ -1,0 +1,135 @@
+"""Turn samples into model inputs, with each family's stock processor.
+
+`encode(processor, family, conversations, ...)` renders the chat template and calls the processor.
+One platform gap is bridged here: transformers' Qwen2.5-VL processor and video processor need
+torchvision, which has no CPU build on the development machines. Where `AutoProcessor` cannot build
+it, `QwenInputs` produces the same tensors from the stock tokenizer and the stock (PIL) image
+processor: per-frame patches regrouped into temporal pairs, exactly the video processor's layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, BatchFeature
+
+from .recipes import QWEN_VIDEO_SIZE
+
+VIDEO_FPS = 2.0  # frames per second the world's videos are said to have
+
+
+class QwenInputs:
+    """Stand-in for Qwen2_5_VLProcessor.__call__ when torchvision is missing (see module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.image_processor = AutoImageProcessor.from_pretrained(path)
+        self.chat_template = self.tokenizer.chat_template
+        self.merge = self.image_processor.merge_size
+        self.temporal = self.image_processor.temporal_patch_size
+
+    def apply_chat_template(self, messages: list[dict], **kwargs) -> str:
+        return self.tokenizer.apply_chat_template(messages, **kwargs)
+
+    def _video(self, frames: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
+        small = [f.resize((QWEN_VIDEO_SIZE, QWEN_VIDEO_SIZE), Image.BICUBIC) for f in frames]
+        out = self.image_processor(images=small, return_tensors="np")
+        _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
+        c, t = 3, self.temporal
+        # per frame: (tokens, C, T, ph, pw) with T copies of the frame; keep one copy, pair frames up
+        per = out["pixel_values"].reshape(len(small), gh * gw, c, t, -1)[:, :, :, 0]
+        grid_t = len(small) // t
+        pairs = per[: grid_t * t].reshape(grid_t, t, gh * gw, c, -1).transpose(0, 2, 3, 1, 4)
+        return torch.from_numpy(np.ascontiguousarray(pairs).reshape(grid_t * gh * gw, -1)), [grid_t, gh, gw]
+
+    def __call__(self, text: list[str], images=None, videos=None, padding=True, return_tensors="pt",
+                 **_: object) -> BatchFeature:
+        data: dict[str, torch.Tensor] = {}
+        image_tokens: list[int] = []
+        video_tokens: list[int] = []
+        if images:
+            out = self.image_processor(images=list(images), return_tensors="pt")
+            data["pixel_values"], data["image_grid_thw"] = out["pixel_values"], out["image_grid_thw"]
+            image_tokens = [int(g.prod()) // self.merge**2 for g in out["image_grid_thw"]]
+        if videos:
+            encoded = [self._video(v) for v in videos]
+            data["pixel_values_videos"] = torch.cat([e[0] for e in encoded])
+            data["video_grid_thw"] = torch.tensor([e[1] for e in encoded])
+            data["second_per_grid_ts"] = torch.tensor([self.temporal / VIDEO_FPS] * len(encoded))
+            video_tokens = [t * h * w // self.merge**2 for t, h, w in data["video_grid_thw"].tolist()]
+        expanded = [self._expand(t, "<|image_pad|>", image_tokens) for t in text]
+        expanded = [self._expand(t, "<|video_pad|>", video_tokens) for t in expanded]
+        tokens = self.tokenizer(expanded, padding=padding, return_tensors="pt")
+        data.update(tokens)
+        image_id, video_id = self.tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>"])
+        ids = tokens["input_ids"]
+        data["mm_token_type_ids"] = (ids == image_id).int() + 2 * (ids == video_id).int()
+        return BatchFeature(data)
+
+    @staticmethod
+    def _expand(text: str, token: str, counts: list[int]) -> str:
+        """Replace each placeholder, in order, by its count of tokens (counts are consumed across calls)."""
+        parts = text.split(token)
+        out = parts[0]
+        for part in parts[1:]:
+            out += token * counts.pop(0) + part
+        return out
+
+
+def load_processor(path: str | Path):
+    """The stock processor of a world model; for Qwen2.5-VL without torchvision, QwenInputs."""
+    try:
+        return AutoProcessor.from_pretrained(path)
+    except (AttributeError, ImportError, ValueError, TypeError):
+        if (Path(path) / "video_preprocessor_config.json").exists():
+            return QwenInputs(path)
+        raise
+
+
+def tokenizer_of(processor):
+    return getattr(processor, "tokenizer", processor)
+
+
+def encode(processor, conversations: list[list[dict]], images: list[list[Image.Image]],
+           videos: list[list[Image.Image] | None], add_generation_prompt: bool = False,
+           padding_side: str = "right") -> BatchFeature:
+    """Batch the conversations (chat messages) with their images (per row) and videos (per row)."""
+    tok = tokenizer_of(processor)
+    tok.padding_side = padding_side
+    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=add_generation_prompt)
+             for c in conversations]
+    flat_images = [im for row in images for im in row]
+    flat_videos = [v for v in videos if v]
+    if not flat_images and not flat_videos and tok is processor:
+        return tok(texts, padding=True, return_tensors="pt")
+    kwargs: dict = {"text": texts, "padding": True, "return_tensors": "pt"}
+    if flat_images:
+        kwargs["images"] = flat_images
+    if flat_videos:
+        kwargs["videos"] = flat_videos
+        if not isinstance(processor, QwenInputs):
+            kwargs.update(fps=VIDEO_FPS, do_sample_frames=False)
+    return processor(**kwargs)
+
+
+def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """Labels for causal-LM training: assistant content (and its <|im_end|>) kept, the rest -100."""
+    start, end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    role = tokenizer("assistant\n", add_special_tokens=False).input_ids
+    labels = torch.full_like(input_ids, -100)
+    for row, ids in enumerate(input_ids.tolist()):
+        inside = False
+        for i, tid in enumerate(ids):
+            if tid == start:
+                inside = ids[i + 1 : i + 1 + len(role)] == role
+                skip_until = i + len(role)
+                continue
+            if inside and i > skip_until:
+                labels[row, i] = tid
+                if tid == end:
+                    inside = False
+    return labels

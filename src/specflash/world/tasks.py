@@ -1,0 +1,136 @@
+"""Samples for the world tasks: what the bench, draft training and target training consume.
+
+    from specflash.world.tasks import make_samples
+    samples = make_samples("caption", "eval", n=100, seed=0)
+
+`make_samples(task, split, n, seed) -> list[Sample]`, with task one of TASKS:
+- "caption":  one image, "describe it in detail", a long answer (about 60-150 tokens);
+- "instruct": one image (or two, for comparisons), 2-3 question turns: counting, colors, positions,
+  existence, relations, open requests, comparisons of two scenes;
+- "video":    a video of FRAMES frames, "narrate what happens", the events in order;
+- "text":     text only (for text targets): a description in the prompt and questions about it, or a
+  request to write a description.
+A `Sample` holds `images` (PIL, in prompt order), `video` (list of PIL frames or None), `messages` in
+the Hugging Face multimodal chat format
+    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ...}]},
+     {"role": "assistant", "content": [{"type": "text", "text": ...}]}, ...]
+(a video is a {"type": "video"} entry), and the facts: `scenes`, `events` (video) and one `Turn` per
+assistant message (`turns[i].qtype`, `turns[i].value`; value None for free-form answers).
+
+Splits: every sample is drawn from its own RNG keyed by "task/split/seed/index", so the "train" and
+"eval" streams are independent by construction. Training only ever reads split "train"; every quality
+number (world eval, bench) uses split "eval". The same arguments always give the same samples.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from . import grammar, questions
+from .questions import Turn
+from .render import render_scene
+from .scenes import Scene, sample_scene
+from .video import Event, render_video, sample_video
+
+TASKS = ("caption", "instruct", "video", "text")
+SPLITS = ("train", "eval")
+TWO_IMAGE_RATE = 0.25
+SAME_TYPE_PARTNER_RATE = 0.4
+
+
+@dataclass
+class Sample:
+    task: str
+    images: list[Image.Image]
+    video: list[Image.Image] | None
+    messages: list[dict]
+    scenes: list[Scene]
+    turns: list[Turn]
+    events: list[Event] = field(default_factory=list)
+    key: str = ""
+
+
+def _user(text: str, images: int = 0, video: bool = False) -> dict:
+    content: list[dict] = [{"type": "image"} for _ in range(images)]
+    if video:
+        content.append({"type": "video"})
+    content.append({"type": "text", "text": text})
+    return {"role": "user", "content": content}
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def _dialogue(turns: list[Turn], images: int = 0, video: bool = False, preamble: str = "") -> list[dict]:
+    messages = []
+    for i, turn in enumerate(turns):
+        text = f"{preamble}{turn.question}" if i == 0 else turn.question
+        messages.append(_user(text, images if i == 0 else 0, video and i == 0))
+        messages.append(_assistant(turn.answer))
+    return messages
+
+
+def caption_sample(rng: random.Random, key: str) -> Sample:
+    scene = sample_scene(rng)
+    turn = Turn(grammar.caption_prompt(rng), grammar.caption(rng, scene), "kinds", frozenset(scene.kinds()))
+    return Sample("caption", [render_scene(scene)], None, _dialogue([turn], images=1), [scene], [turn], key=key)
+
+
+def instruct_sample(rng: random.Random, key: str) -> Sample:
+    first = sample_scene(rng)
+    if rng.random() < TWO_IMAGE_RATE:
+        partner_type = first.scene_type if rng.random() < SAME_TYPE_PARTNER_RATE else None
+        second = sample_scene(rng, scene_type=partner_type)
+        names = rng.sample(tuple(questions.PAIR), rng.randint(2, 3))
+        turns = [questions.PAIR[n](rng, first, second) for n in names]
+        scenes = [first, second]
+    else:
+        names = rng.sample(tuple(questions.SINGLE), rng.randint(2, 3))
+        turns = [questions.SINGLE[n](rng, first) for n in names]
+        scenes = [first]
+    images = [render_scene(s) for s in scenes]
+    return Sample("instruct", images, None, _dialogue(turns, images=len(images)), scenes, turns, key=key)
+
+
+def video_sample(rng: random.Random, key: str) -> Sample:
+    video = sample_video(rng)
+    turn = Turn(grammar.video_prompt(rng), grammar.narrate(rng, video), "events",
+                tuple(e.key() for e in video.events))
+    return Sample("video", [], render_video(video), _dialogue([turn], video=True), [video.start], [turn],
+                  events=video.events, key=key)
+
+
+def text_sample(rng: random.Random, key: str) -> Sample:
+    scene = sample_scene(rng)
+    if rng.random() < 0.25:
+        t = scene.scene_type
+        ask = grammar.pick(rng, (f"Write a detailed description of {grammar.article(t)} {t}.",
+                                 f"Describe an imaginary {t} in detail."))
+        turn = Turn(ask, grammar.caption(rng, scene), "free", None)
+        return Sample("text", [], None, _dialogue([turn]), [scene], [turn], key=key)
+    names = rng.sample(tuple(questions.SINGLE), rng.randint(1, 2))
+    turns = [questions.SINGLE[n](rng, scene) for n in names]
+    preamble = grammar.pick(rng, ("{}\n", "Read this description: {}\nQuestion: ", "{} "))
+    messages = _dialogue(turns, preamble=preamble.format(grammar.caption(rng, scene)))
+    return Sample("text", [], None, messages, [scene], turns, key=key)
+
+
+BUILDERS = {"caption": caption_sample, "instruct": instruct_sample, "video": video_sample, "text": text_sample}
+
+
+def make_sample(task: str, split: str, seed: int, index: int) -> Sample:
+    if task not in BUILDERS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    key = f"{task}/{split}/{seed}/{index}"
+    return BUILDERS[task](random.Random(key), key)
+
+
+def make_samples(task: str, split: str, n: int, seed: int) -> list[Sample]:
+    """n samples of a task from a split; deterministic in (task, split, seed)."""
+    return [make_sample(task, split, seed, i) for i in range(n)]

@@ -1,0 +1,122 @@
+"""Train a world target from scratch, with progress and resumable checkpoints.
+
+The data stream is a pure function of (seed, sample index), so a checkpoint only needs the weights,
+the optimizer moments (safetensors) and a JSON state (step, next sample index, elapsed time)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors.torch import load_file, save_file
+
+from .build import MODEL_CLASSES, family_of, new_model
+from .processing import assistant_labels, encode, load_processor, tokenizer_of
+from .tasks import make_sample
+
+TASK_MIX = {
+    "llava": (("caption", 0.5), ("instruct", 0.5)),
+    "qwen": (("caption", 0.35), ("instruct", 0.35), ("video", 0.3)),
+    "text": (("text", 1.0),),
+}
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    out: str
+    size: str = "tiny"
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 100
+    seed: int = 0
+    save_every: int = 200
+
+
+def _task_for(family: str, seed: int, index: int) -> str:
+    tasks, weights = zip(*TASK_MIX[family], strict=True)
+    return random.Random(f"mix/{seed}/{index}").choices(tasks, weights)[0]
+
+
+def _batch(family: str, processor, seed: int, start: int, size: int) -> dict[str, torch.Tensor]:
+    samples = [make_sample(_task_for(family, seed, i), "train", seed, i) for i in range(start, start + size)]
+    inputs = encode(processor, [s.messages for s in samples], [s.images for s in samples],
+                    [s.video for s in samples])
+    inputs["labels"] = assistant_labels(inputs["input_ids"], tokenizer_of(processor))
+    return dict(inputs)
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _save_checkpoint(model, optimizer, ckpt: Path, state: dict) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(ckpt)
+    moments = {}
+    for i, p in enumerate(model.parameters()):
+        st = optimizer.state.get(p)
+        if st:
+            moments[f"{i}.exp_avg"], moments[f"{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
+            moments[f"{i}.step"] = st["step"].reshape(1)
+    save_file(moments, ckpt / "optimizer.safetensors")
+    (ckpt / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def _load_checkpoint(model_cls, ckpt: Path, lr: float):
+    model = model_cls.from_pretrained(ckpt, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    moments = load_file(ckpt / "optimizer.safetensors")
+    for i, p in enumerate(model.parameters()):
+        if f"{i}.exp_avg" in moments:
+            optimizer.state[p] = {"exp_avg": moments[f"{i}.exp_avg"], "exp_avg_sq": moments[f"{i}.exp_avg_sq"],
+                                  "step": moments[f"{i}.step"].reshape(())}
+    return model, optimizer, json.loads((ckpt / "state.json").read_text())
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> dict:
+    """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint). Returns the state."""
+    family = family_of(cfg.name)
+    out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
+    if resume and (ckpt / "state.json").exists():
+        model, optimizer, state = _load_checkpoint(MODEL_CLASSES[family], ckpt, cfg.lr)
+    else:
+        model = new_model(cfg.name, cfg.size, out, cfg.seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
+        state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
+    processor = load_processor(out)
+    model.train()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
+        ema = state["loss"]
+        while state["step"] < cfg.steps:
+            t0 = time.perf_counter()
+            batch = _batch(family, processor, cfg.seed, state["next_index"], cfg.batch)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * _lr_factor(state["step"], cfg)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            state.update(step=state["step"] + 1, next_index=state["next_index"] + cfg.batch, loss=ema,
+                         elapsed_s=state["elapsed_s"] + time.perf_counter() - t0)
+            progress.update(bar, advance=1, loss=f"{ema:.3f}")
+            if state["step"] % cfg.save_every == 0 or state["step"] == cfg.steps:
+                _save_checkpoint(model, optimizer, ckpt, state)
+    model.save_pretrained(out)
+    (out / "training_state.json").write_text(json.dumps(state, indent=2))
+    return state
