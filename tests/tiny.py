@@ -37,7 +37,12 @@ LLAVA_IMAGE_TOKENS = 16  # 32x32 pixels, 8x8 patches
 QWEN_IMAGE, QWEN_VIDEO, QWEN_START, QWEN_END = VOCAB - 1, VOCAB - 2, VOCAB - 3, VOCAB - 4
 
 
-def _finish(model: torch.nn.Module) -> Target:
+def _finish(model: torch.nn.Module, media_ids: bool = True) -> Target:
+    if media_ids:
+        # A random model must not emit the media placeholder ids: a re-read sequence would take them for
+        # media. With zero logits there, greedy decoding never picks them over 36 random-signed others.
+        with torch.no_grad():
+            model.get_output_embeddings().weight[VOCAB - 4 :] = 0
     model.generation_config.eos_token_id = EOS
     model.generation_config.pad_token_id = 0
     return Target(model.eval())
@@ -88,9 +93,10 @@ def qwen(seed: int = 0) -> Target:
     return _finish(Qwen2_5_VLForConditionalGeneration(config))
 
 
-def llama(seed: int = 0) -> Target:
+def llama(seed: int = 0, vocab: int = VOCAB) -> Target:
     torch.manual_seed(seed)
-    return _finish(LlamaForCausalLM(LlamaConfig(**TEXT, attn_implementation="sdpa")))
+    config = LlamaConfig(**{**TEXT, "vocab_size": vocab}, attn_implementation="sdpa")
+    return _finish(LlamaForCausalLM(config), media_ids=False)
 
 
 def _text(generator: torch.Generator, n: int) -> list[int]:
@@ -158,3 +164,52 @@ def hf_greedy(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: i
             row = row[: row.index(EOS) + 1]
         rows.append(row)
     return rows
+
+
+def row_media(inputs: dict[str, torch.Tensor], row: int) -> dict[str, torch.Tensor]:
+    """The media of one row of a LLaVA batch (images are laid out row after row)."""
+    if "pixel_values" not in inputs or "image_grid_thw" in inputs:
+        return {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    per_row = (inputs["input_ids"] == LLAVA_IMAGE).sum(-1) // LLAVA_IMAGE_TOKENS
+    first = int(per_row[:row].sum())
+    return {"pixel_values": inputs["pixel_values"][first : first + int(per_row[row])]}
+
+
+def row_inputs(inputs: dict[str, torch.Tensor], row: int, extra: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """One row of a batch, unpadded, with its own media, extended by `extra` text tokens."""
+    return {**row_media(inputs, row), **_row(inputs, row, extra or [])}
+
+
+def _row(inputs: dict[str, torch.Tensor], row: int, extra: list[int]) -> dict[str, torch.Tensor]:
+    """One row of a batch without its padding, extended by `extra` text tokens."""
+    keep = inputs["attention_mask"][row].bool()
+    ids = torch.cat([inputs["input_ids"][row][keep], torch.tensor(extra, dtype=torch.long)])[None]
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if "mm_token_type_ids" in inputs:
+        types = inputs["mm_token_type_ids"][row][keep]
+        out["mm_token_type_ids"] = torch.cat([types, torch.zeros(len(extra), dtype=types.dtype)])[None]
+    return out
+
+
+def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int, steps: int = 120):
+    """A draft overfit on the target's own greedy continuation of a batch-1 prompt, so most of its
+    proposals are accepted: long acceptance paths run."""
+    from specflash import Draft, DraftConfig
+    from specflash.draft.drafter import additive
+
+    continuation = hf_greedy(target, inputs, max_new_tokens)[0]
+    sequence = target.prepare({**inputs, **_row(inputs, 0, continuation)})
+    _, prefill = target.prefill(sequence)
+    features, embeds = prefill.features[0].clone(), prefill.embeds[0].clone()
+    length = features.shape[0] - 1
+    positions = torch.arange(length)[None]
+    mask = additive(torch.ones(length, length, dtype=torch.bool).tril()[None], features.dtype)
+    draft = Draft.for_target(target, DraftConfig())
+    optimizer = torch.optim.Adam(draft.parameters(), lr=3e-3)
+    for _ in range(steps):
+        predicted = draft(embeds[None, 1:], features[None, :-1], positions, mask, draft.new_cache())
+        loss = torch.nn.functional.smooth_l1_loss(predicted[0], features[1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return draft.eval()

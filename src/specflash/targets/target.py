@@ -31,6 +31,18 @@ class Prefill:
     spans: list[list[VisualSpan]]
 
 
+def _load_processor(path_or_id: str | Path) -> Any:
+    """The checkpoint's processor, else its tokenizer, else None (a bare model still decodes ids)."""
+    import transformers
+
+    for loader in (transformers.AutoProcessor, transformers.AutoTokenizer):
+        try:
+            return loader.from_pretrained(path_or_id)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return None
+
+
 def family_for(model: nn.Module) -> type[Family]:
     model_type = model.config.model_type
     for family in FAMILIES:
@@ -77,11 +89,7 @@ class Target:
             raise ValueError(f"{path_or_id}: model type {model_type!r} is not supported; supported: {SUPPORTED}")
         model_class = classes.get(model_type, transformers.AutoModelForCausalLM)
         model = model_class.from_pretrained(path_or_id, dtype=dtype, attn_implementation="sdpa").to(device)
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(path_or_id)
-        except (OSError, ValueError, TypeError):
-            processor = transformers.AutoTokenizer.from_pretrained(path_or_id)
-        return cls(model, processor)
+        return cls(model, _load_processor(path_or_id))
 
     # -- facts about the model -------------------------------------------------------------------
     @property
@@ -110,9 +118,8 @@ class Target:
 
     @property
     def stop_token_ids(self) -> list[int]:
+        # As Hugging Face generate: only the generation config says when to stop.
         eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.family.text_config.eos_token_id
         if eos is None:
             return []
         return [eos] if isinstance(eos, int) else list(eos)

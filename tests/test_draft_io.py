@@ -1,0 +1,41 @@
+"""Draft checkpoints: safetensors + JSON, only the draft's own weights, checked against the target."""
+
+import json
+
+import pytest
+import tiny
+from safetensors import safe_open
+
+from specflash import Draft, DraftConfig, SpeculativeGenerator
+
+
+def test_save_and_load_round_trip(tmp_path) -> None:
+    target, inputs = tiny.llava(seed=2), tiny.llava_inputs([1], seed=2)
+    draft = tiny.fit_draft(target, inputs, max_new_tokens=24, steps=30)
+    draft.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["hidden_size"] == target.hidden_size and config["target_family"] == "llava"
+    with safe_open(tmp_path / "model.safetensors", "pt") as weights:
+        names = set(weights.keys())
+    # The target's embedding and LM head are shared, never copied into the draft.
+    assert not any("embed" in name or "lm_head" in name for name in names)
+    assert "fc.weight" in names
+    loaded = Draft.from_pretrained(tmp_path)
+    before = SpeculativeGenerator(target, draft).generate(inputs, max_new_tokens=24)
+    after = SpeculativeGenerator(target, loaded).generate(inputs, max_new_tokens=24)
+    assert before.new_token_ids == after.new_token_ids
+    assert before.stats.accept_lengths == after.stats.accept_lengths
+
+
+def test_loaded_draft_is_checked_against_its_target(tmp_path) -> None:
+    Draft.for_target(tiny.llama(seed=0), DraftConfig()).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="model family: draft text, target llava"):
+        SpeculativeGenerator(tiny.llava(seed=0), Draft.from_pretrained(tmp_path))
+
+
+def test_unknown_config_keys_are_refused(tmp_path) -> None:
+    Draft.for_target(tiny.llama(seed=0), DraftConfig()).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "heads_typo": 3}))
+    with pytest.raises(ValueError, match="unknown draft config keys"):
+        Draft.from_pretrained(tmp_path)

@@ -1,0 +1,120 @@
+"""Bad input gets a clear ValueError, not a stack trace from inside torch."""
+
+import pytest
+import tiny
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from specflash import Draft, DraftConfig, SpeculativeGenerator, Target, TreeConfig, autoregressive_generate
+
+
+@pytest.fixture(scope="module")
+def llava():
+    return tiny.llava(seed=0)
+
+
+def test_draft_built_for_another_target(llava) -> None:
+    other = Draft.for_target(tiny.llama(seed=0, vocab=32), DraftConfig())
+    with pytest.raises(ValueError, match="another target.*vocabulary size.*model family"):
+        SpeculativeGenerator(llava, other)
+
+
+def test_images_not_matching_image_tokens(llava) -> None:
+    inputs = tiny.llava_inputs([2])
+    inputs["pixel_values"] = inputs["pixel_values"][:1]
+    with pytest.raises(ValueError, match="32 image tokens but 1 image"):
+        autoregressive_generate(llava, inputs, max_new_tokens=4)
+
+
+def test_videos_not_matching_video_tokens() -> None:
+    target, inputs = tiny.qwen(seed=0), tiny.qwen_inputs(video_frames=8)
+    inputs["video_grid_thw"] = torch.tensor([[2, 8, 8]])
+    with pytest.raises(ValueError, match="64 video tokens but the 1 video"):
+        autoregressive_generate(target, inputs, max_new_tokens=4)
+
+
+def test_empty_prompt(llava) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        autoregressive_generate(llava, {"input_ids": torch.zeros(1, 0, dtype=torch.long)}, max_new_tokens=4)
+    padded_out = {"input_ids": torch.tensor([[0, 0], [1, 5]]), "attention_mask": torch.tensor([[0, 0], [1, 1]])}
+    with pytest.raises(ValueError, match="empty"):
+        autoregressive_generate(llava, padded_out, max_new_tokens=4)
+
+
+@pytest.mark.parametrize("max_new_tokens", [0, -3])
+def test_max_new_tokens_must_be_positive(llava, max_new_tokens: int) -> None:
+    draft = Draft.for_target(llava, DraftConfig())
+    with pytest.raises(ValueError, match="max_new_tokens must be > 0"):
+        SpeculativeGenerator(llava, draft).generate(tiny.llava_inputs([0]), max_new_tokens=max_new_tokens)
+
+
+def test_prompt_plus_new_tokens_past_context(llava) -> None:
+    draft = Draft.for_target(llava, DraftConfig())
+    with pytest.raises(ValueError, match="exceeds the model's context of 512"):
+        SpeculativeGenerator(llava, draft).generate(tiny.llava_inputs([1]), max_new_tokens=500)
+
+
+def test_right_padding_is_refused(llava) -> None:
+    inputs = {"input_ids": torch.tensor([[1, 5, 0]]), "attention_mask": torch.tensor([[1, 1, 0]])}
+    with pytest.raises(ValueError, match="left-padded"):
+        autoregressive_generate(llava, inputs, max_new_tokens=4)
+
+
+def test_unsupported_model_names_the_supported_ones() -> None:
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=20))
+    with pytest.raises(ValueError, match="'gpt2' is not supported; supported model types: llava, .*llama"):
+        Target(model)
+
+
+def test_attention_kernel_without_tree_masks() -> None:
+    target = tiny.llama(seed=0)
+    target.model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="ignores tree masks"):
+        Target(target.model)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": -1.0}, "temperature must be >= 0"),
+        ({"temperature": 1.0, "top_p": 0.0}, "top_p must be in"),
+        ({"temperature": 1.0, "top_k": -2}, "top_k must be >= 0"),
+    ],
+)
+def test_bad_sampling_settings(llava, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        autoregressive_generate(llava, tiny.llava_inputs([0]), max_new_tokens=4, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"depth": 0}, "depth must be >= 1"),
+        ({"depth": 2, "top_k": 2, "total_tokens": 10}, "exceeds the 6 nodes"),
+        ({"paths": ()}, "at least one path"),
+        ({"paths": ((0, -1),)}, "ranks >= 0"),
+    ],
+)
+def test_bad_tree_configs(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TreeConfig(**kwargs)
+
+
+def test_tree_wider_than_vocabulary() -> None:
+    target = tiny.llama(seed=0, vocab=6)
+    with pytest.raises(ValueError, match="8 children per node but the vocabulary has 6"):
+        SpeculativeGenerator(target, Draft.for_target(target, DraftConfig()), TreeConfig(top_k=8))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"k": 0}, "k must be >= 1"), ({"layers": 0}, "layers must be >= 1"), ({"latents": -1}, ">= 0")],
+)
+def test_bad_draft_configs(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DraftConfig(**kwargs)
+
+
+def test_missing_draft_directory(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not a draft directory: config.json is missing"):
+        Draft.from_pretrained(tmp_path)
