@@ -79,7 +79,8 @@ def save_processor(family: str, tok: PreTrainedTokenizerFast, out: Path) -> None
     if family == "llava":
         LlavaProcessor(
             image_processor=CLIPImageProcessor(
-                size={"shortest_edge": LLAVA_IMAGE_SIZE}, crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE}
+                size={"shortest_edge": LLAVA_IMAGE_SIZE},
+                crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE},
             ),
             tokenizer=tok, patch_size=LLAVA_PATCH, vision_feature_select_strategy="default",
             num_additional_image_tokens=1, chat_template=tok.chat_template,

@@ -79,17 +79,17 @@ def count_phrase(rng: random.Random, n: int, noun: str = "objects") -> str:
 
 
 def _object_sentence(rng: random.Random, obj: WorldObject, first: bool) -> str:
+    # the position comes first: it is what tells the reader where to look next
     desc, pos = describe(rng, obj), position(rng, obj.cell)
     styles = [
-        f"There is {desc} {pos}.",
         f"{cap(pos)}, there is {desc}.",
-        f"{cap(desc)} sits {pos}.",
         f"{cap(pos)} you can see {desc}.",
-        f"{cap(desc)} is placed {pos}.",
         f"{cap(pos)} lies {desc}.",
+        f"{cap(pos)} sits {desc}.",
+        f"{cap(pos)}, we find {desc}.",
     ]
     if not first:
-        styles += [f"I also notice {desc} {pos}.", f"Next to that, {desc} stands {pos}."]
+        styles += [f"Also, {pos} there is {desc}.", f"And {pos} stands {desc}."]
     return pick(rng, styles)
 
 
@@ -168,7 +168,7 @@ def _event_clause(rng: random.Random, event: Event) -> str:
 def narrate(rng: random.Random, video: Video) -> str:
     """The video's opening state, then one sentence per event, in order."""
     start = video.start
-    objs = [f"{describe(rng, o, with_size=0.3)} {position(rng, o.cell)}" for o in start.reading_order()]
+    objs = [f"{position(rng, o.cell)} {describe(rng, o, with_size=0.3)}" for o in start.reading_order()]
     listing = objs[0] if len(objs) == 1 else ", ".join(objs[:-1]) + " and " + objs[-1]
     t = start.scene_type
     sentences = [pick(rng, (

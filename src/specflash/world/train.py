@@ -19,12 +19,16 @@ from safetensors.torch import load_file, save_file
 from .build import MODEL_CLASSES, family_of, new_model
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import make_sample
+from .vision_warmup import warmup_vision
 
 TASK_MIX = {
     "llava": (("caption", 0.5), ("instruct", 0.5)),
     "qwen": (("caption", 0.35), ("instruct", 0.35), ("video", 0.3)),
     "text": (("text", 1.0),),
 }
+
+DEFAULT_STEPS = {"world-llava-tiny": 2500, "world-qwen-tiny": 2000, "world-text-tiny": 1500}
+VISION_STEPS = {"llava": 800, "qwen": 600, "text": 0}
 
 
 @dataclass
@@ -34,7 +38,7 @@ class TrainConfig:
     size: str = "tiny"
     steps: int = 3000
     batch: int = 16
-    lr: float = 2e-3
+    lr: float = 1.5e-3
     warmup: int = 100
     seed: int = 0
     save_every: int = 200
@@ -99,6 +103,15 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
+        if "vision_loss" not in state and VISION_STEPS[family]:
+            t0 = time.perf_counter()
+            warm = progress.add_task(f"vision warm-up {cfg.name}", total=VISION_STEPS[family], loss="-")
+            state["vision_loss"] = warmup_vision(
+                model, family, processor.image_processor, cfg.seed, VISION_STEPS[family], lr=cfg.lr,
+                on_step=lambda _, loss: progress.update(warm, advance=1, loss=f"{loss:.3f}"),
+            )
+            state["elapsed_s"] += time.perf_counter() - t0
+            _save_checkpoint(model, optimizer, ckpt, state)
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
         ema = state["loss"]
         while state["step"] < cfg.steps:

@@ -1,0 +1,95 @@
+"""`specflash world`: write world data, train world targets, measure their quality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .recipes import FAMILIES, SIZES
+from .tasks import TASKS, make_samples
+
+app = typer.Typer(help="The synthetic multimodal world: data, tiny target training, target quality.")
+console = Console()
+
+
+@app.command()
+def build(
+    out: Path = typer.Option(..., help="Directory to write samples into (PNG frames + samples.jsonl)."),
+    task: str = typer.Option("caption", help=f"One of {', '.join(TASKS)}."),
+    split: str = typer.Option("eval", help="train or eval."),
+    n: int = typer.Option(16, help="Number of samples."),
+    seed: int = typer.Option(0, help="Stream seed."),
+) -> None:
+    """Write n samples of a task: images and video frames as PNG, messages and facts as JSON lines."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "samples.jsonl").open("w") as f:
+        for i, s in enumerate(make_samples(task, split, n, seed)):
+            files = []
+            for j, im in enumerate([*s.images, *(s.video or [])]):
+                files.append(f"{i:05d}_{j:02d}.png")
+                im.save(out / files[-1])
+            turns = [{"qtype": t.qtype, "value": repr(t.value)} for t in s.turns]
+            f.write(json.dumps({"key": s.key, "task": s.task, "files": files, "messages": s.messages,
+                                "turns": turns}) + "\n")
+    console.print(f"wrote {n} {task} samples to {out}")
+
+
+@app.command()
+def train(
+    target: str = typer.Option(..., help=f"One of {', '.join(FAMILIES)}."),
+    out: Path = typer.Option(None, help="Output directory (default: world-models/<target>)."),
+    size: str = typer.Option("tiny", help=f"Recipe size: {', '.join(SIZES)}."),
+    steps: int = typer.Option(None, help="Optimizer steps (default: the recipe's)."),
+    batch: int = typer.Option(16, help="Sequences per step."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    seed: int = typer.Option(0, help="Seed for weights and the training data stream."),
+    save_every: int = typer.Option(250, help="Checkpoint every N steps."),
+    resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+    ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
+) -> None:
+    """Train a world target from scratch (resumable)."""
+    from .models import ship as ship_model
+    from .train import DEFAULT_STEPS, TrainConfig
+    from .train import train as run_training
+
+    torch.set_num_threads(threads)
+    out = out or Path("world-models") / target
+    cfg = TrainConfig(name=target, out=str(out), size=size, steps=steps or DEFAULT_STEPS[target], batch=batch,
+                      lr=lr, seed=seed, save_every=save_every)
+    state = run_training(cfg, resume=resume)
+    console.print(f"trained {target}: {state['step']} steps, loss {state['loss']:.3f}, "
+                  f"{state['elapsed_s'] / 60:.1f} min")
+    if ship:
+        console.print(f"shipped to {ship_model(out, target)}")
+
+
+@app.command("eval")
+def evaluate_cmd(
+    target: str = typer.Option("world-llava-tiny", help="Shipped name or model directory."),
+    n: int = typer.Option(100, help="Samples per task."),
+    seed: int = typer.Option(0, help="Eval stream seed (split 'eval', never trained on)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the metrics here."),
+    batch: int = typer.Option(16, help="Generation batch size."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+) -> None:
+    """Measure a world target on held-out samples."""
+    from .evaluate import evaluate
+
+    torch.set_num_threads(threads)
+    result = evaluate(target, n=n, seed=seed, batch=batch)
+    table = Table(title=f"{target} (split eval, seed {seed}, n {n})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.3f}")
+    console.print(table)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2))

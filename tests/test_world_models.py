@@ -1,0 +1,58 @@
+"""Each shipped world target loads offline through the HF auto classes and answers plausibly."""
+
+import importlib.util
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+from specflash.world.evaluate import generate
+from specflash.world.models import SHIPPED, shipped_path
+from specflash.world.parse import kinds_named, parse_answer
+from specflash.world.processing import load_processor
+from specflash.world.tasks import make_samples
+
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+
+
+def _shipped(name):
+    path = shipped_path(name)
+    if not (path / "model.safetensors").exists():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    return path
+
+
+def test_shipped_path_rejects_unknown_names():
+    with pytest.raises(ValueError, match="world-llava-tiny"):
+        shipped_path("world-nope")
+
+
+@pytest.mark.parametrize("name", ["world-llava-tiny", "world-qwen-tiny"])
+def test_image_target_loads_with_auto_classes_and_describes_the_image(name):
+    path = _shipped(name)
+    torch.set_num_threads(1)
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    assert next(model.parameters()).dtype == torch.float32
+    if name == "world-llava-tiny" or HAS_TORCHVISION:
+        AutoProcessor.from_pretrained(path)  # Qwen2.5-VL's stock processor needs torchvision
+    processor = load_processor(path)
+    samples = make_samples("caption", "eval", 4, seed=123)
+    texts = generate(model, processor, [(s.messages[:1], s.images, None) for s in samples], 160, batch=4)
+    found = [set(kinds_named(t)) & s.scenes[0].kinds() for s, t in zip(samples, texts, strict=True)]
+    assert sum(len(f) for f in found) >= sum(len(s.scenes[0].kinds()) for s in samples) // 2, texts
+
+
+def test_text_target_loads_with_auto_classes_and_answers():
+    path = _shipped("world-text-tiny")
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    samples = [s for s in make_samples("text", "eval", 8, seed=5) if s.turns[0].value is not None][:4]
+    answers = generate(model, tokenizer, [(s.messages[:1], [], None) for s in samples], 40, batch=4)
+    parsed = [parse_answer(s.turns[0].qtype, a) for s, a in zip(samples, answers, strict=True)]
+    assert sum(p is not None for p in parsed) >= 3, answers
+
+
+def test_all_shipped_weights_fit_the_budget():
+    total = sum((shipped_path(n) / "model.safetensors").stat().st_size
+                for n in SHIPPED if (shipped_path(n) / "model.safetensors").exists())
+    assert total < 30 * 2**20
