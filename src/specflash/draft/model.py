@@ -68,6 +68,25 @@ class Draft(nn.Module):
             x = layer(x, positions, mask, cache, index)
         return x
 
+    def forward_sequence(
+        self, features: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass over whole sequences, for training and evaluation.
+
+        features f and embeds e [B, L, D] as the target produced them, attention_mask [B, L] (1 = token,
+        padding on either side). Returns predictions [B, L-1, k, D], where [b, t, i] predicts
+        f[b, t+1+i], and a bool [B, L-1] telling which positions carry a prediction.
+        """
+        mask = attention_mask[:, :-1].bool() & attention_mask[:, 1:].bool()
+        length = mask.shape[1]
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        allowed = (causal & mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=mask.device)
+        additive = torch.zeros(allowed.shape, dtype=features.dtype, device=mask.device)
+        additive = additive.masked_fill(~allowed, torch.finfo(features.dtype).min)[:, None]
+        predicted = self(embeds[:, 1:], features[:, :-1], positions, additive, self.new_cache())
+        return predicted[:, :, None], mask
+
     def check_target(self, target: Any) -> None:
         """Raise ValueError naming each way this draft does not fit `target`."""
         config = self.config
