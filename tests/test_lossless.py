@@ -24,26 +24,37 @@ CASES = {
 }
 
 
+# EAGLE-style, semi-autoregressive only, compression only, full FLASH.
+DRAFTS = {
+    "eagle": DraftConfig(),
+    "sar-k3": DraftConfig(k=3),
+    "latents-4": DraftConfig(latents=4),
+    "flash-k2-latents-4": DraftConfig(k=2, latents=4),
+}
+
+
+@pytest.mark.parametrize("draft_name", DRAFTS)
 @pytest.mark.parametrize("case", CASES)
-def test_speculative_greedy_equals_hf_greedy(case: str) -> None:
+def test_speculative_greedy_equals_hf_greedy(case: str, draft_name: str) -> None:
     make, make_inputs, seed = CASES[case]
     target, inputs = make(seed=seed), make_inputs()
     reference = tiny.hf_greedy(target, inputs, max_new_tokens=48)
     plain = autoregressive_generate(target, inputs, max_new_tokens=48)
     assert plain.new_token_ids == reference
-    untrained = Draft.for_target(target, DraftConfig(), seed=seed)
+    untrained = Draft.for_target(target, DRAFTS[draft_name], seed=seed)
     for tree in TREES.values():
         result = SpeculativeGenerator(target, untrained, tree).generate(inputs, max_new_tokens=48)
         assert result.new_token_ids == reference
 
 
+@pytest.mark.parametrize("draft_name", DRAFTS)
 @pytest.mark.parametrize("case", [c for c in CASES if "batch" not in c])
-def test_speculative_greedy_with_fitted_draft(case: str) -> None:
+def test_speculative_greedy_with_fitted_draft(case: str, draft_name: str) -> None:
     """A draft fitted to the target accepts long paths; output must still equal plain greedy."""
     make, make_inputs, seed = CASES[case]
     target, inputs = make(seed=seed), make_inputs()
     reference = tiny.hf_greedy(target, inputs, max_new_tokens=48)
-    fitted = tiny.fit_draft(target, inputs, max_new_tokens=48)
+    fitted = tiny.fit_draft(target, inputs, max_new_tokens=48, config=DRAFTS[draft_name])
     for tree in TREES.values():
         result = SpeculativeGenerator(target, fitted, tree).generate(inputs, max_new_tokens=48)
         assert result.new_token_ids == reference
@@ -53,14 +64,15 @@ def test_speculative_greedy_with_fitted_draft(case: str) -> None:
         assert result.stats.tau > 1.5
 
 
+@pytest.mark.parametrize("draft_name", DRAFTS)
 @pytest.mark.parametrize("case", [c for c in CASES if "batch" in c])
-def test_batch_rows_accept_different_lengths(case: str) -> None:
+def test_batch_rows_accept_different_lengths(case: str, draft_name: str) -> None:
     """Rows of a batch fitted unequally: row 0 accepts long paths, others short, output unchanged."""
     make, make_inputs, seed = CASES[case]
     target, inputs = make(seed=seed), make_inputs()
     reference = tiny.hf_greedy(target, inputs, max_new_tokens=48)
     row0 = tiny.row_inputs(inputs, 0)
-    fitted = tiny.fit_draft(target, row0, max_new_tokens=48)
+    fitted = tiny.fit_draft(target, row0, max_new_tokens=48, config=DRAFTS[draft_name])
     result = SpeculativeGenerator(target, fitted, TREES["dynamic-d5"]).generate(inputs, max_new_tokens=48)
     assert result.new_token_ids == reference
     per_row = [sum(lengths) / len(lengths) for lengths in result.stats.accept_lengths]

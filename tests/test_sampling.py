@@ -53,20 +53,25 @@ def chi_square_p(counts: dict[tuple[int, ...], int], law: dict[tuple[int, ...], 
     return float(chisquare(observed, expected).pvalue)
 
 
-@pytest.fixture(scope="module")
-def setup():
+def make_setup(config: DraftConfig):
     target = tiny.llama(seed=3, vocab=VOCAB)
     target.model.generation_config.eos_token_id = None
     with torch.no_grad():  # a peaked law (not near-uniform) makes a wrong sampler easier to catch
         target.model.lm_head.weight *= 4
-    draft = Draft.for_target(target, DraftConfig(), seed=3)
+    draft = Draft.for_target(target, config, seed=3)
     generator = SpeculativeGenerator(target, draft, TreeConfig(depth=3, top_k=2, total_tokens=6))
     return target, generator, [1, 3, 4, 5, 3]
 
 
-@pytest.mark.parametrize("top_p", [1.0, 0.8])
-def test_speculative_sampling_matches_target_law(setup, top_p: float) -> None:
-    target, generator, prompt = setup
+@pytest.fixture(scope="module")
+def setup():
+    return make_setup(DraftConfig())
+
+
+@pytest.mark.parametrize(("top_p", "k"), [(1.0, 1), (0.8, 1), (1.0, 3)])
+def test_speculative_sampling_matches_target_law(top_p: float, k: int) -> None:
+    """k = 3: the semi-autoregressive draft proposes all three levels from one pass."""
+    target, generator, prompt = make_setup(DraftConfig(k=k))
     sampling = Sampling(temperature=1.0, top_p=top_p)
     law = exact_joint(target, prompt, sampling)
     counts: dict[tuple[int, ...], int] = {}

@@ -55,3 +55,17 @@ def test_stop_token_and_length_limits() -> None:
     custom_stop = full[0][3]
     custom = SpeculativeGenerator(target, draft).generate(inputs, max_new_tokens=48, stop_token_ids=[custom_stop])
     assert custom.new_token_ids[0] == full[0][: full[0].index(custom_stop) + 1]
+
+
+def test_semi_autoregressive_draft_needs_fewer_forwards() -> None:
+    target, inputs = tiny.llava(seed=2), tiny.llava_inputs([1], seed=2)
+    tree = TreeConfig(depth=6, top_k=4, total_tokens=20)
+    forwards = {}
+    for k in (1, 3):
+        draft = Draft.for_target(target, DraftConfig(k=k))
+        stats = SpeculativeGenerator(target, draft, tree).generate(inputs, max_new_tokens=40).stats
+        decode_cycles = stats.cycles - 1
+        # Prefill, then per cycle ceil(6 / k) - 1 group passes, and a catch-up after all but the last.
+        assert stats.draft_forwards == 1 + decode_cycles * (-(-6 // k) - 1) + (decode_cycles - 1)
+        forwards[k] = (stats.draft_forwards - 1) / decode_cycles
+    assert forwards[3] < 0.6 * forwards[1]

@@ -191,24 +191,27 @@ def _row(inputs: dict[str, torch.Tensor], row: int, extra: list[int]) -> dict[st
     return out
 
 
-def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int, steps: int = 120):
+def fit_draft(
+    target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int, steps: int = 120, config=None
+):
     """A draft overfit on the target's own greedy continuation of a batch-1 prompt, so most of its
-    proposals are accepted: long acceptance paths run."""
+    proposals are accepted: long acceptance paths run. Every slot i learns f[t+1+i]."""
     from specflash import Draft, DraftConfig
-    from specflash.draft.drafter import additive
 
     continuation = hf_greedy(target, inputs, max_new_tokens)[0]
     sequence = target.prepare({**inputs, **_row(inputs, 0, continuation)})
     _, prefill = target.prefill(sequence)
-    features, embeds = prefill.features[0].clone(), prefill.embeds[0].clone()
-    length = features.shape[0] - 1
-    positions = torch.arange(length)[None]
-    mask = additive(torch.ones(length, length, dtype=torch.bool).tril()[None], features.dtype)
-    draft = Draft.for_target(target, DraftConfig())
+    features, embeds = prefill.features.clone(), prefill.embeds.clone()
+    draft = Draft.for_target(target, config or DraftConfig())
     optimizer = torch.optim.Adam(draft.parameters(), lr=3e-3)
+    length = features.shape[1]
     for _ in range(steps):
-        predicted = draft(embeds[None, 1:], features[None, :-1], positions, mask, draft.new_cache())
-        loss = torch.nn.functional.smooth_l1_loss(predicted[0], features[1:])
+        predicted, has = draft.forward_sequence(features, embeds, prefill.attention_mask, prefill.spans)
+        loss = 0.0
+        for slot in range(draft.config.k):
+            usable = has[0, : length - 1 - slot]
+            guess = predicted[0, : length - 1 - slot, slot][usable]
+            loss = loss + torch.nn.functional.smooth_l1_loss(guess, features[0, 1 + slot :][usable])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

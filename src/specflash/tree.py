@@ -8,9 +8,11 @@ the target), nodes are ordered parents-first, and each row has the same number o
 - static: a fixed list of paths, each a list of child ranks (`(0, 1)`: the second-best child of the
   best child of the root).
 
-Builders call `step(tokens, parent_slots)`, which runs the draft on a set of nodes and returns the
-log-probabilities of their children; the slots number every node ever stepped, in call order (-1 is
-the root).
+Drafting goes a group of k levels at a time (k: the draft's slots; k = 1 is EAGLE-2). An anchor (the
+root, or a node at depth g*k) gives the distributions of the k levels below it in one draft pass, slot j-1
+for level j. At a group's end one `step` call turns the group's frontier nodes into draft entries and
+returns the k distributions after each of the deepest ones, the next anchors. A proposal of depth d thus
+costs ceil(d/k) draft forwards, the catch-up pass included.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Breaks ties between a node and its descendants so the kept set is always closed under ancestors.
 DEPTH_TIE_BREAK = 1e-6
 
@@ -104,42 +106,84 @@ class Tree:
 
 
 def grow(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step) -> Tree:
-    """Build the tree for roots [B] whose children have draft log-probabilities root_logp [B, V]."""
+    """Build the tree for roots [B] whose next k levels have draft log-probabilities root_logp [B, k, V].
+
+    `step(tokens, parents, anchors, slots, wanted)` is `Drafter.step`.
+    """
     if config.is_static:
         return _grow_static(config, root, root_logp, step)
     return _grow_dynamic(config, root, root_logp, step)
 
 
 def _grow_dynamic(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step) -> Tree:
-    batch, k = root.shape[0], config.top_k
-    logp, tokens = root_logp.double().topk(k, dim=-1)
+    batch, k, top = root.shape[0], root_logp.shape[1], config.top_k
+    device = root.device
+    rows = torch.arange(batch, device=device)[:, None]
     # Every proposed node, in the order proposed: token, parent record (-1 root), cumulative score.
-    all_tokens, all_parents, all_scores = [tokens], [torch.full_like(tokens, -1)], [logp]
-    frontier = torch.arange(k, device=root.device).expand(batch, k)  # record index of frontier nodes
-    frontier_scores, frontier_tokens = logp, tokens
-    frontier_parent_slots = torch.full_like(tokens, -1)
-    record_slot = torch.full((batch, k + (config.depth - 1) * k * k), -1, dtype=torch.long, device=root.device)
-    slots_used, records = 0, k
-    rows = torch.arange(batch, device=root.device)[:, None]
-    for depth in range(2, config.depth + 1):
-        child_logp = step(frontier_tokens, frontier_parent_slots).double()  # [B, k, V]
-        record_slot[rows, frontier] = slots_used + torch.arange(k, device=root.device)
-        slots_used += k
-        top_logp, top_tokens = child_logp.topk(k, dim=-1)
-        scores = (frontier_scores[:, :, None] + top_logp).reshape(batch, k * k)
-        scores = scores - DEPTH_TIE_BREAK * depth
-        parents = frontier[:, :, None].expand(batch, k, k).reshape(batch, k * k)
-        child_tokens = top_tokens.reshape(batch, k * k)
-        all_tokens.append(child_tokens)
-        all_parents.append(parents)
-        all_scores.append(scores)
-        best_scores, best = scores.topk(k, dim=-1)
-        frontier_parent_slots = record_slot[rows, parents.gather(1, best)]
-        frontier = records + best
-        frontier_scores, frontier_tokens = best_scores, child_tokens.gather(1, best)
-        records += k * k
-    tokens, parents, scores = torch.cat(all_tokens, 1), torch.cat(all_parents, 1), torch.cat(all_scores, 1)
-    keep = scores.topk(config.total_tokens, dim=-1).indices.sort(dim=-1).values  # parents before children
+    all_tokens: list[torch.Tensor] = []
+    all_parents: list[torch.Tensor] = []
+    all_scores: list[torch.Tensor] = []
+    record_entry = torch.full((batch, top + config.depth * top * top), -1, dtype=torch.long, device=device)
+    anchor_logp = root_logp.double()[:, None]  # [B, anchors, k, V]
+    anchor_entries = torch.full((batch, 1), -1, dtype=torch.long, device=device)
+    anchor_records = torch.full((batch, 1), -1, dtype=torch.long, device=device)
+    anchor_scores = torch.zeros(batch, 1, dtype=torch.float64, device=device)
+    records = entries = depth = 0
+    while depth < config.depth:
+        levels = min(k, config.depth - depth)
+        frontiers = []  # per level: (records, tokens, parent records, anchor index) of the kept nodes
+        front_scores = anchor_scores
+        for level in range(1, levels + 1):
+            if level == 1:
+                owner = torch.arange(anchor_scores.shape[1], device=device).expand(batch, -1)
+                parents, dist = anchor_records, anchor_logp[:, :, 0]
+            else:
+                parents, owner = frontiers[-1][0], frontiers[-1][3]
+                dist = anchor_logp[rows, owner, level - 1]
+            scores = front_scores
+            top_logp, top_tokens = dist.topk(top, dim=-1)  # [B, P, top]
+            width = top_logp.shape[1] * top
+            cand_scores = (scores[:, :, None] + top_logp).reshape(batch, width) - DEPTH_TIE_BREAK * (depth + level)
+            cand_parents = parents[:, :, None].expand(-1, -1, top).reshape(batch, width)
+            cand_owner = owner[:, :, None].expand(-1, -1, top).reshape(batch, width)
+            cand_tokens = top_tokens.reshape(batch, width)
+            all_tokens.append(cand_tokens)
+            all_parents.append(cand_parents)
+            all_scores.append(cand_scores)
+            front_scores, best = cand_scores.topk(top, dim=-1)
+            frontiers.append(
+                (records + best, cand_tokens.gather(1, best), cand_parents.gather(1, best), cand_owner.gather(1, best))
+            )
+            records += width
+        depth += levels
+        if depth >= config.depth:
+            break
+        # One group pass: the kept nodes of every level of the group become entries.
+        tokens, parents, anchors, slots = [], [], [], []
+        for level, (front_records, front_tokens, front_parents, owner) in enumerate(frontiers, start=1):
+            record_entry[rows, front_records] = entries + (level - 1) * top + torch.arange(top, device=device)
+            group_anchor = anchor_entries.gather(1, owner)
+            tokens.append(front_tokens)
+            parents.append(group_anchor if level == 1 else record_entry[rows, front_parents])
+            anchors.append(group_anchor)
+            slots.append(torch.full_like(front_tokens, level - 1))
+        wanted = (levels - 1) * top + torch.arange(top, device=device).expand(batch, -1)
+        anchor_logp = step(
+            torch.cat(tokens, 1), torch.cat(parents, 1), torch.cat(anchors, 1), torch.cat(slots, 1), wanted
+        ).double()
+        anchor_records = frontiers[-1][0]
+        anchor_entries = record_entry[rows, anchor_records]
+        anchor_scores = front_scores
+        entries += levels * top
+    return _keep_best(config, root, torch.cat(all_tokens, 1), torch.cat(all_parents, 1), torch.cat(all_scores, 1))
+
+
+def _keep_best(
+    config: TreeConfig, root: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor
+) -> Tree:
+    """The `total_tokens` best proposed nodes, parents before children, as a tree under the root."""
+    rows = torch.arange(root.shape[0], device=root.device)[:, None]
+    keep = scores.topk(config.total_tokens, dim=-1).indices.sort(dim=-1).values
     place = torch.zeros_like(tokens)  # record -> node index in the kept tree (0: root)
     place[rows, keep] = torch.arange(1, config.total_tokens + 1, device=root.device)
     kept_parents = parents.gather(1, keep)
@@ -151,27 +195,36 @@ def _grow_dynamic(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tenso
 
 
 def _grow_static(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step) -> Tree:
-    paths = config.paths
+    paths, k = config.paths, root_logp.shape[1]
     index = {path: i + 1 for i, path in enumerate(paths)}  # node index in the tree; root is 0
-    batch = root.shape[0]
-    tokens = torch.zeros(batch, len(paths) + 1, dtype=torch.long, device=root.device)
+    batch, device = root.shape[0], root.device
+    tokens = torch.zeros(batch, len(paths) + 1, dtype=torch.long, device=device)
     tokens[:, 0] = root
-    node_slot: dict[tuple[int, ...], int] = {(): -1}
-    slots_used = 0
-    ranked = {(): root_logp.topk(config.widest_rank, dim=-1).indices}
-    for depth in range(1, config.depth + 1):
-        level = [p for p in paths if len(p) == depth]
-        for path in level:
-            tokens[:, index[path]] = ranked[path[:-1]][:, path[-1]]
-        expand = [p for p in level if any(q[:-1] == p for q in paths)]
-        if not expand:
+    anchor_logp = {(): root_logp}
+    entry: dict[tuple[int, ...], int] = {(): -1}
+    entries = 0
+    for start in range(0, config.depth, k):
+        group = [p for p in paths if start < len(p) <= start + k]
+        for path in group:
+            anchor = path[:start]
+            ranked = anchor_logp[anchor][:, len(path) - start - 1].topk(config.widest_rank, dim=-1).indices
+            tokens[:, index[path]] = ranked[:, path[-1]]
+        next_anchors = [p for p in group if len(p) == start + k and any(q[: len(p)] == p and q != p for q in paths)]
+        if not next_anchors:
             continue
-        node_tokens = tokens[:, [index[p] for p in expand]]
-        parent_slots = torch.tensor([node_slot[p[:-1]] for p in expand], device=root.device)
-        child_logp = step(node_tokens, parent_slots.expand(batch, -1))
-        for i, path in enumerate(expand):
-            node_slot[path] = slots_used + i
-            ranked[path] = child_logp[:, i].topk(config.widest_rank, dim=-1).indices
-        slots_used += len(expand)
-    parents = torch.tensor([-1] + [index.get(p[:-1], 0) for p in paths], device=root.device)
+        for i, path in enumerate(group):
+            entry[path] = entries + i
+        column = [index[p] for p in group]
+        parents = [entry[p[:-1]] for p in group]
+        anchors = [entry[p[:start]] for p in group]
+        slots = [len(p) - start - 1 for p in group]
+        wanted = [group.index(p) for p in next_anchors]
+        logp = step(
+            tokens[:, column],
+            *(torch.tensor(v, device=device).expand(batch, -1) for v in (parents, anchors, slots, wanted)),
+        )
+        for i, path in enumerate(next_anchors):
+            anchor_logp[path] = logp[:, i]
+        entries += len(group)
+    parents = torch.tensor([-1] + [index.get(p[:-1], 0) for p in paths], device=device)
     return Tree.from_parents(tokens, parents.expand(batch, -1).clone())

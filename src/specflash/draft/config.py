@@ -33,11 +33,6 @@ class DraftConfig:
                 raise ValueError(f"DraftConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.latents < 0:
             raise ValueError(f"DraftConfig.latents must be >= 0, got {self.latents}")
-        if self.k != 1 or self.latents != 0:
-            raise ValueError(
-                "this version drafts with k=1 and latents=0 (the EAGLE-style draft); "
-                "semi-autoregressive slots and latent compression are not available yet"
-            )
 
     def resolve(self, target: Any) -> DraftConfig:
         """Fill every size the user left open from the target's text model."""

@@ -1,22 +1,18 @@
-"""Runs a draft against its target: prefill, catch-up on accepted tokens, and tree steps.
+"""Runs a draft against its target: prefill, catch-up on accepted tokens, and tree group passes.
 
 The draft's cache holds one entry per accepted position (input fc([e_{t+1}; f_t]) with the target's real
-feature f_t). While a tree is drafted, its nodes are appended as temporary entries that see the prefix
-and their own ancestors only; `end_tree` drops them.
+feature f_t), visual spans compressed to latents when the draft has a compressor. While a tree is
+drafted, its nodes become temporary entries that see the prefix and their own ancestors only;
+`end_tree` drops them. Every pass returns, for the entries asked for, the log-probabilities of the k
+tokens after them (slot i: i+1 steps ahead).
 """
 
 from __future__ import annotations
 
 import torch
 
-from specflash.draft.model import Draft
+from specflash.draft.model import Draft, additive, causal_inputs
 from specflash.targets import Prefill, Target
-
-
-def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """bool [B, q, S] -> additive float mask [B, 1, q, S] (0 where allowed, dtype-min elsewhere)."""
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
 class Drafter:
@@ -24,35 +20,32 @@ class Drafter:
         self.draft, self.target = draft, target
         self.forwards = 0
 
-    def _run(self, embeds, features, positions, allowed) -> torch.Tensor:
-        self.forwards += 1
-        mask = additive(allowed, embeds.dtype)
-        return self.draft(embeds, features, positions, mask, self.cache)
+    @property
+    def k(self) -> int:
+        return self.draft.config.k
 
     def _logp(self, predicted: torch.Tensor) -> torch.Tensor:
         return self.target.logits(predicted).log_softmax(-1)
 
     @torch.inference_mode()
     def start(self, prefill: Prefill, first: torch.Tensor) -> torch.Tensor:
-        """Draft prefill over the prompt; returns log-probs of the tokens after `first` [B, V]."""
+        """Draft prefill over the prompt; returns log-probs [B, k, V] of the k tokens after `first`."""
         self.cache = self.draft.new_cache()
-        mask = prefill.attention_mask.bool()
         embeds = torch.cat([prefill.embeds[:, 1:], self.target.embed(first)[:, None]], dim=1)
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        length = mask.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-        # Padding queries see themselves only, so no softmax row is empty.
-        allowed = (causal & mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=mask.device)
-        predicted = self._run(embeds, prefill.features, positions, allowed)
+        fused = self.draft.fuse(embeds, prefill.features)
+        x, mask, _ = self.draft.compress(fused, prefill.attention_mask, prefill.spans)
+        positions, causal = causal_inputs(mask, x.dtype)
+        self.forwards += 1
+        predicted = self.draft.decode(x, positions, causal, self.cache)
         self.valid = mask
         self.next_position = mask.long().sum(-1)
-        self.root_feature = predicted[:, -1]
-        return self._logp(self.root_feature)
+        self.root = predicted[:, -1]  # [B, k, D]; the last entry is never compressed
+        return self._logp(self.root)
 
     @torch.inference_mode()
     def catch_up(self, features: torch.Tensor, next_tokens: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         """Feed the accepted path: features f [B, n, D] of its nodes, the token after each [B, n], and
-        how many are real per row [B]. Returns log-probs of the tokens after the new root [B, V]."""
+        how many are real per row [B]. Returns log-probs [B, k, V] after the new root."""
         batch, n = next_tokens.shape
         device = next_tokens.device
         real = torch.arange(n, device=device)[None, :] < count[:, None]
@@ -60,50 +53,72 @@ class Drafter:
         block = (causal[None] & real[:, None, :]) | torch.eye(n, dtype=torch.bool, device=device)
         allowed = torch.cat([self.valid[:, None, :].expand(batch, n, -1), block], dim=-1)
         positions = self.next_position[:, None] + torch.arange(n, device=device)
-        predicted = self._run(self.target.embed(next_tokens), features, positions, allowed)
+        self.forwards += 1
+        predicted = self.draft(
+            self.target.embed(next_tokens), features, positions, additive(allowed, features.dtype), self.cache
+        )
         self.valid = torch.cat([self.valid, real], dim=1)
         self.next_position = self.next_position + count
-        self.root_feature = predicted[torch.arange(batch, device=device), count - 1]
-        return self._logp(self.root_feature)
+        self.root = predicted[torch.arange(batch, device=device), count - 1]
+        return self._logp(self.root)
 
     def begin_tree(self) -> None:
         self.prefix_length = self.cache.length
-        self.tree_features: list[torch.Tensor] = []
-        self.tree_depths: list[torch.Tensor] = []
-        self.tree_ancestors: torch.Tensor | None = None  # [B, slots, slots]
+        self.entry_features: torch.Tensor | None = None  # [B, entries, k, D]
+        self.entry_depths: torch.Tensor | None = None  # [B, entries]
+        self.entry_ancestors: torch.Tensor | None = None  # [B, entries, entries]
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor, parent_slots: torch.Tensor) -> torch.Tensor:
-        """Draft the children of tree nodes `tokens` [B, n] whose parents sit at `parent_slots` [B, n]."""
+    def step(
+        self,
+        tokens: torch.Tensor,
+        parents: torch.Tensor,
+        anchors: torch.Tensor,
+        slots: torch.Tensor,
+        wanted: torch.Tensor,
+    ) -> torch.Tensor:
+        """One group pass: new tree entries for nodes `tokens` [B, n], ordered parents-first.
+
+        parents [B, n]: entry of each node's parent (-1 the root; entries are numbered over the whole
+        tree, so those of this pass are old + j). anchors, slots [B, n]: the entry and slot whose
+        predicted feature is the node's input feature. wanted [B, m]: indices (into this pass) of the
+        entries whose k next-token log-probs to return, [B, m, k, V].
+        """
         batch, n = tokens.shape
         device = tokens.device
         rows = torch.arange(batch, device=device)[:, None]
-        from_root = parent_slots < 0
-        slot = parent_slots.clamp(min=0)
-        if self.tree_features:
-            old_features = torch.cat(self.tree_features, dim=1)
-            old_depths = torch.cat(self.tree_depths, dim=1)
-            parent_features = torch.where(from_root[..., None], self.root_feature[:, None], old_features[rows, slot])
-            depths = torch.where(from_root, 1, old_depths[rows, slot] + 1)
-            seen = self.tree_ancestors[rows, slot] & ~from_root[..., None]  # [B, n, old]
-        else:
-            parent_features = self.root_feature[:, None].expand(batch, n, -1)
-            depths = torch.ones(batch, n, dtype=torch.long, device=device)
-            seen = torch.zeros(batch, n, 0, dtype=torch.bool, device=device)
-        own = torch.eye(n, dtype=torch.bool, device=device).expand(batch, n, n)
-        allowed = torch.cat([self.valid[:, None, :].expand(batch, n, -1), seen, own], dim=-1)
-        positions = self.next_position[:, None] - 1 + depths
-        predicted = self._run(self.target.embed(tokens), parent_features, positions, allowed)
-        old = seen.shape[-1]
-        grown = torch.zeros(batch, old + n, old + n, dtype=torch.bool, device=device)
+        old = 0 if self.entry_depths is None else self.entry_depths.shape[1]
+        features = self._features(anchors, slots, rows)
+        ancestors = torch.zeros(batch, old + n, old + n, dtype=torch.bool, device=device)
+        depths = torch.zeros(batch, old + n, dtype=torch.long, device=device)
         if old:
-            grown[:, :old, :old] = self.tree_ancestors
-        grown[:, old:, :old] = seen
-        grown[:, old:, old:] = own
-        self.tree_ancestors = grown
-        self.tree_features.append(predicted)
-        self.tree_depths.append(depths)
-        return self._logp(predicted)
+            ancestors[:, :old, :old] = self.entry_ancestors
+            depths[:, :old] = self.entry_depths
+        for j in range(n):
+            parent = parents[:, j]
+            has_parent = parent >= 0
+            line = ancestors[rows[:, 0], parent.clamp(min=0)] & has_parent[:, None]
+            line[:, old + j] = True
+            ancestors[:, old + j] = line
+            depths[:, old + j] = torch.where(has_parent, depths[rows[:, 0], parent.clamp(min=0)] + 1, 1)
+        seen = ancestors[:, old:, :]
+        allowed = torch.cat([self.valid[:, None, :].expand(batch, n, -1), seen], dim=-1)
+        positions = self.next_position[:, None] - 1 + depths[:, old:]
+        self.forwards += 1
+        predicted = self.draft(
+            self.target.embed(tokens), features, positions, additive(allowed, features.dtype), self.cache
+        )
+        self.entry_ancestors, self.entry_depths = ancestors, depths
+        self.entry_features = predicted if old == 0 else torch.cat([self.entry_features, predicted], dim=1)
+        return self._logp(predicted[rows, wanted])
+
+    def _features(self, anchors: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The predicted feature each new node reads: slot `slots` of entry `anchors` (or of the root)."""
+        from_root = self.root[rows, slots]  # [B, n, D]
+        if self.entry_features is None:
+            return from_root
+        from_entry = self.entry_features[rows, anchors.clamp(min=0), slots]
+        return torch.where((anchors < 0)[..., None], from_root, from_entry)
 
     def end_tree(self) -> None:
         self.cache.truncate(self.prefix_length)

@@ -15,11 +15,30 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from specflash.draft.cache import DraftCache
+from specflash.draft.compress import LatentCompressor, compress_spans
 from specflash.draft.config import DraftConfig
+from specflash.draft.head import SlotHead
 from specflash.draft.layers import DecoderLayer
+from specflash.targets.family import VisualSpan
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+
+
+def causal_inputs(mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compact positions [B, q] and an additive causal mask [B, 1, q, q] for entries `mask` [B, q].
+    Padding entries see only themselves, so no softmax row is empty."""
+    length = mask.shape[1]
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    allowed = (causal & mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=mask.device)
+    return positions, additive(allowed, dtype)
+
+
+def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool [B, q, S] -> additive float mask [B, 1, q, S] (0 where allowed, dtype-min elsewhere)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
 class Draft(nn.Module):
@@ -37,6 +56,8 @@ class Draft(nn.Module):
             )
             for _ in range(config.layers)
         )
+        self.head = SlotHead(dim, config.k, config.rms_norm_eps) if config.k > 1 else None
+        self.compressor = LatentCompressor(dim, config.latents, config.rms_norm_eps) if config.latents else None
 
     @classmethod
     def for_target(cls, target: Any, config: DraftConfig | None = None, seed: int = 0) -> Draft:
@@ -53,6 +74,38 @@ class Draft(nn.Module):
     def new_cache(self) -> DraftCache:
         return DraftCache(len(self.layers))
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters by part: the plain draft (fusion and layers), the k-slot head, the
+        compressor."""
+        def count(module: nn.Module | None) -> int:
+            return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+        return {
+            "draft": count(self.fc) + count(self.layers),
+            "slot_head": count(self.head),
+            "compressor": count(self.compressor),
+        }
+
+    def fuse(self, embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """fc([e_{t+1}; f_t]): the draft's input at each position."""
+        return self.fc(torch.cat([embeds, features], dim=-1))
+
+    def compress(
+        self, fused: torch.Tensor, mask: torch.Tensor, spans: list[list[VisualSpan]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Visual spans -> latents (identity when compression is off); see `compress_spans`."""
+        if self.compressor is None or not any(spans):
+            source = torch.arange(fused.shape[1], device=fused.device).expand(fused.shape[0], -1)
+            return fused, mask.bool(), torch.where(mask.bool(), source, -2)
+        return compress_spans(self.compressor, fused, mask.bool(), spans)
+
+    def decode(self, x: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DraftCache) -> torch.Tensor:
+        """Fused inputs [B, q, D], draft positions [B, q], additive mask [B, 1, q, S+q] over cache and new
+        entries; returns predicted features [B, q, k, D] (slot i: i+1 steps ahead)."""
+        for index, layer in enumerate(self.layers):
+            x = layer(x, positions, mask, cache, index)
+        return x[:, :, None] if self.head is None else self.head(x)
+
     def forward(
         self,
         embeds: torch.Tensor,
@@ -61,31 +114,34 @@ class Draft(nn.Module):
         mask: torch.Tensor,
         cache: DraftCache,
     ) -> torch.Tensor:
-        """embeds e_{t+1} and features f_t [B, q, D], draft positions [B, q], additive mask
-        [B, 1, q, S+q] over cache and new entries; returns predicted features [B, q, D]."""
-        x = self.fc(torch.cat([embeds, features], dim=-1))
-        for index, layer in enumerate(self.layers):
-            x = layer(x, positions, mask, cache, index)
-        return x
+        """embeds e_{t+1} and features f_t [B, q, D]; see `decode`."""
+        return self.decode(self.fuse(embeds, features), positions, mask, cache)
 
     def forward_sequence(
-        self, features: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        features: torch.Tensor,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        spans: list[list[VisualSpan]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced pass over whole sequences, for training and evaluation.
 
         features f and embeds e [B, L, D] as the target produced them, attention_mask [B, L] (1 = token,
-        padding on either side). Returns predictions [B, L-1, k, D], where [b, t, i] predicts
-        f[b, t+1+i], and a bool [B, L-1] telling which positions carry a prediction.
+        padding on either side), the visual spans per row (needed when compression is on). Returns
+        predictions [B, L-1, k, D], where [b, t, i] predicts f[b, t+1+i], and a bool [B, L-1] telling
+        which positions carry a prediction (compressed visual positions carry none).
         """
         mask = attention_mask[:, :-1].bool() & attention_mask[:, 1:].bool()
-        length = mask.shape[1]
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-        allowed = (causal & mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=mask.device)
-        additive = torch.zeros(allowed.shape, dtype=features.dtype, device=mask.device)
-        additive = additive.masked_fill(~allowed, torch.finfo(features.dtype).min)[:, None]
-        predicted = self(embeds[:, 1:], features[:, :-1], positions, additive, self.new_cache())
-        return predicted[:, :, None], mask
+        batch, length = mask.shape
+        fused = self.fuse(embeds[:, 1:], features[:, :-1])
+        x, entry_mask, source = self.compress(fused, mask, spans or [[] for _ in range(batch)])
+        predicted = self.decode(x, *causal_inputs(entry_mask, x.dtype), self.new_cache())
+        out = predicted.new_zeros(batch, length, *predicted.shape[2:])
+        has = torch.zeros(batch, length, dtype=torch.bool, device=mask.device)
+        rows, entries = (source >= 0).nonzero(as_tuple=True)
+        out[rows, source[rows, entries]] = predicted[rows, entries]
+        has[rows, source[rows, entries]] = entry_mask[rows, entries]
+        return out, has
 
     def check_target(self, target: Any) -> None:
         """Raise ValueError naming each way this draft does not fit `target`."""
