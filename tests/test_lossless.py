@@ -8,6 +8,13 @@ import tiny
 
 from specflash import Draft, DraftConfig, SpeculativeGenerator, TreeConfig, autoregressive_generate
 
+
+def qwen2_vl_inputs() -> dict:
+    inputs = tiny.qwen_inputs(images=1, video_frames=4, seed=2)
+    del inputs["second_per_grid_ts"]  # a Qwen2.5-VL field
+    return inputs
+
+
 TREES = {
     "dynamic-d5": TreeConfig(depth=5, top_k=4, total_tokens=24),
     "dynamic-d8-wide": TreeConfig(depth=8, top_k=8, total_tokens=60),
@@ -19,6 +26,7 @@ CASES = {
     "qwen-image": (tiny.qwen, lambda: tiny.qwen_inputs(images=1, seed=2), 2),
     "qwen-video": (tiny.qwen, lambda: tiny.qwen_inputs(video_frames=8, seed=2), 2),
     "qwen-image-and-video": (tiny.qwen, lambda: tiny.qwen_inputs(images=2, video_frames=4, seed=4), 4),
+    "qwen2-vl-image-and-video": (tiny.qwen2_vl, lambda: qwen2_vl_inputs(), 2),
     "llama-text": (tiny.llama, lambda: tiny.text_inputs(seed=2), 2),
     "llama-batch3": (tiny.llama, lambda: tiny.text_inputs(rows=3, seed=0), 0),
 }

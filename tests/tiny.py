@@ -14,6 +14,8 @@ from transformers import (
     LlavaForConditionalGeneration,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
 )
 
 from specflash import Target
@@ -91,6 +93,27 @@ def qwen(seed: int = 0) -> Target:
         attn_implementation="sdpa",
     )
     return _finish(Qwen2_5_VLForConditionalGeneration(config))
+
+
+def qwen2_vl(seed: int = 0) -> Target:
+    """Qwen2-VL: the same adapter as Qwen2.5-VL (no per-grid time stamps)."""
+    torch.manual_seed(seed)
+    config = Qwen2VLConfig(
+        text_config={
+            **TEXT,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+        },
+        vision_config=dict(
+            depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=4, patch_size=4, spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=QWEN_IMAGE,
+        video_token_id=QWEN_VIDEO,
+        vision_start_token_id=QWEN_START,
+        vision_end_token_id=QWEN_END,
+        attn_implementation="sdpa",
+    )
+    return _finish(Qwen2VLForConditionalGeneration(config))
 
 
 def llama(seed: int = 0, vocab: int = VOCAB) -> Target:
