@@ -7,6 +7,7 @@ from specflash.generate import (
     SpeculativeGenerator,
     autoregressive_generate,
 )
+from specflash.pipeline import Pipeline, load
 from specflash.targets import Target
 from specflash.tree import TreeConfig
 
@@ -17,8 +18,10 @@ __all__ = [
     "DraftConfig",
     "GenerationResult",
     "GenerationStats",
+    "Pipeline",
     "SpeculativeGenerator",
     "Target",
     "TreeConfig",
     "autoregressive_generate",
+    "load",
 ]

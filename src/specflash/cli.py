@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from specflash.commands import generate, serve
 from specflash.world.cli import app as world_app
 
 app = typer.Typer(help="FLASH speculative decoding for multimodal LLMs.", no_args_is_help=True)
 app.add_typer(world_app, name="world", help="The synthetic world: data, tiny targets, their quality.")
+app.command()(generate)
+app.command()(serve)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,337 @@
+"""`specflash.load()`: a target, its draft and the chat plumbing around them, ready to answer prompts.
+
+    pipe = specflash.load()                      # the embedded default: world-llava-tiny + its FLASH draft
+    pipe.chat("Describe the image.", images=[image]).text
+
+Targets are hub ids, directories or shipped world names; drafts are directories or shipped draft names
+(src/specflash/assets/drafts/<name>/). When no draft is named and the target has no shipped one, the
+pipeline runs with an untrained draft and says so (a warning, `pipe.draft_trained` False): output is
+still exactly the target's, only the speed-up is missing.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from specflash.draft import Draft, DraftConfig
+from specflash.generate import GenerationStats, SpeculativeGenerator, autoregressive_generate
+from specflash.media import DEFAULT_VIDEO_FPS
+from specflash.targets import Target
+from specflash.tree import TreeConfig
+
+DEFAULT_TARGET = "world-llava-tiny"
+DRAFTS = Path(__file__).resolve().parent / "assets" / "drafts"
+UNTRAINED = "untrained"
+# The FLASH shape an untrained stand-in takes: semi-autoregressive head and latent compression.
+UNTRAINED_CONFIG = DraftConfig(k=3, latents=16, layers=1)
+# Families whose processors take a video; others get a video's frames as a run of images.
+VIDEO_FAMILIES = ("qwen2_5_vl",)
+
+TextCallback = Callable[[str], None]
+
+
+class UntrainedDraftWarning(UserWarning):
+    """The pipeline drafts with random weights: output is exact, but acceptance (and speed) is low."""
+
+
+def shipped_drafts() -> list[str]:
+    if not DRAFTS.is_dir():
+        return []
+    return sorted(p.name for p in DRAFTS.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_draft(name: str | Path) -> Path:
+    """A draft directory, or the directory of a shipped draft name; ValueError naming the known drafts."""
+    path = Path(name)
+    if (path / "config.json").is_file():
+        return path
+    if (DRAFTS / str(name) / "config.json").is_file():
+        return DRAFTS / str(name)
+    known = ", ".join(shipped_drafts()) or "none shipped in this installation"
+    raise ValueError(f"draft {str(name)!r} is neither a draft directory nor a shipped draft name (known: {known})")
+
+
+def default_draft_name(target_name: str) -> str:
+    """The shipped FLASH draft trained for a shipped world target."""
+    return f"{target_name}-flash"
+
+
+@dataclass
+class ChatResult:
+    text: str
+    token_ids: list[int]  # as generated: the stop token is included when one was produced
+    prompt_tokens: int
+    stats: GenerationStats
+    finish_reason: str  # "stop" (a stop token) or "length" (max_new_tokens reached)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.stats.new_tokens / self.stats.wall_time if self.stats.wall_time else 0.0
+
+
+class IncrementalDecoder:
+    """Token ids in, text deltas out, such that the deltas concatenate exactly to the final text.
+
+    Each step decodes the whole output and emits what was added; a trailing U+FFFD (a byte sequence cut
+    in the middle of a character) is held back until the next token completes it.
+    """
+
+    def __init__(self, tokenizer: Any, emit: TextCallback | None = None) -> None:
+        self.tokenizer, self.emit = tokenizer, emit
+        self.ids: list[int] = []
+        self.sent = ""
+
+    def _text(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+
+    def add(self, ids: list[int]) -> None:
+        self.ids.extend(ids)
+        text = self._text()
+        stable = text.rstrip("\ufffd")
+        if len(stable) > len(self.sent) and stable.startswith(self.sent):
+            self._send(stable[len(self.sent) :])
+
+    def finish(self) -> str:
+        text = self._text()
+        if text.startswith(self.sent) and len(text) > len(self.sent):
+            self._send(text[len(self.sent) :])
+        return text
+
+    def _send(self, delta: str) -> None:
+        self.sent += delta
+        if self.emit is not None:
+            self.emit(delta)
+
+
+def _parts(content: Any) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not all(isinstance(p, dict) and "type" in p for p in content):
+        raise ValueError("message content must be a string or a list of parts like {'type': 'text', 'text': ...}")
+    return content
+
+
+class Pipeline:
+    """A loaded target and draft. Thread-safe: generations run one at a time, each with its own caches."""
+
+    def __init__(
+        self,
+        target: Target,
+        draft: Draft,
+        tree: TreeConfig | None = None,
+        target_name: str = "",
+        draft_name: str = "",
+        draft_trained: bool = True,
+    ) -> None:
+        if target.processor is None:
+            raise ValueError(f"target {target_name!r} has no processor or tokenizer to turn prompts into ids")
+        self.target, self.draft = target, draft
+        self.generator = SpeculativeGenerator(target, draft, tree)
+        self.target_name, self.draft_name, self.draft_trained = target_name, draft_name, draft_trained
+        self._lock = threading.Lock()
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def processor(self) -> Any:
+        return self.target.processor
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def takes_images(self) -> bool:
+        return self.target.family_name != "text"
+
+    @property
+    def takes_video(self) -> bool:
+        return self.target.family_name in VIDEO_FAMILIES
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def _media_messages(
+        self, messages: list[dict], images: list[Image.Image], video: list[Image.Image] | None
+    ) -> tuple[list[dict], list[Image.Image]]:
+        """Messages with list content, checked against the media; a video becomes a run of images for
+        families without video input. Returns the messages and the images in prompt order."""
+        messages = copy.deepcopy(messages)
+        pending, ordered, videos_seen = list(images), [], 0
+        for message in messages:
+            if not isinstance(message, dict) or "role" not in message or "content" not in message:
+                raise ValueError("each message must be a dict with 'role' and 'content'")
+            parts = []
+            for part in _parts(message["content"]):
+                if part["type"] == "image":
+                    if not pending:
+                        raise ValueError(f"the messages hold more image entries than the {len(images)} image(s) given")
+                    ordered.append(pending.pop(0))
+                    parts.append(part)
+                elif part["type"] == "video":
+                    videos_seen += 1
+                    if video is None or videos_seen > 1:
+                        raise ValueError("the messages hold a video entry but no video (or more than one) was given")
+                    if self.takes_video:
+                        parts.append(part)
+                    else:
+                        parts.extend({"type": "image"} for _ in video)
+                        ordered.extend(video)
+                else:
+                    parts.append(part)
+            message["content"] = parts
+        if pending:
+            raise ValueError(f"{len(images)} image(s) given but the messages hold only {len(ordered)} image entries")
+        if video is not None and not videos_seen:
+            raise ValueError("a video was given but the messages hold no video entry")
+        if (ordered or video) and not self.takes_images:
+            raise ValueError(f"target {self.target_name!r} is a text-only model: it takes no images or video")
+        if not self.takes_images:
+            for message in messages:  # text-only chat templates expect string content
+                message["content"] = "".join(p.get("text", "") for p in message["content"])
+        return messages, ordered
+
+    def encode(
+        self,
+        messages: list[dict],
+        images: list[Image.Image] | None = None,
+        video: list[Image.Image] | None = None,
+        video_fps: float = DEFAULT_VIDEO_FPS,
+    ) -> Any:
+        """The processor's output for a conversation, with the assistant turn opened."""
+        if not messages:
+            raise ValueError("at least one message is needed")
+        messages, ordered = self._media_messages(messages, list(images or []), video)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if not self.takes_images:
+            return self.tokenizer([text], add_special_tokens=False, return_tensors="pt")
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if ordered:
+            kwargs["images"] = ordered
+        if video is not None and self.takes_video:
+            kwargs.update(videos=[video], fps=video_fps, do_sample_frames=False)
+        return self.processor(**kwargs)
+
+    # -- generation ------------------------------------------------------------------------------
+    def chat_messages(
+        self,
+        messages: list[dict],
+        images: list[Image.Image] | None = None,
+        video: list[Image.Image] | None = None,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stream: TextCallback | None = None,
+        speculative: bool = True,
+        video_fps: float = DEFAULT_VIDEO_FPS,
+    ) -> ChatResult:
+        """Answer a conversation in the Hugging Face chat format ({"type": "image"} / {"type": "video"}
+        parts mark where `images` and `video` go). `stream` receives text deltas as they are decoded;
+        `speculative=False` decodes plainly with the target alone (same harness, for comparisons)."""
+        inputs = self.encode(messages, images, video, video_fps)
+        decoder = IncrementalDecoder(self.tokenizer, stream)
+        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                       stream=lambda _row, ids: decoder.add(ids))
+        with self._lock:
+            if speculative:
+                result = self.generator.generate(inputs, **options)
+            else:
+                result = autoregressive_generate(self.target, inputs, **options)
+        ids = result.new_token_ids[0]
+        stopped = bool(ids) and ids[-1] in self.target.stop_token_ids
+        return ChatResult(
+            text=decoder.finish(),
+            token_ids=ids,
+            prompt_tokens=int(inputs["input_ids"].shape[1]),
+            stats=result.stats,
+            finish_reason="stop" if stopped else "length",
+        )
+
+    def chat(
+        self,
+        prompt: str,
+        images: list[Image.Image] | None = None,
+        video: list[Image.Image] | None = None,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stream: TextCallback | None = None,
+        speculative: bool = True,
+        video_fps: float = DEFAULT_VIDEO_FPS,
+    ) -> ChatResult:
+        """One user turn: the images (then the video) before the prompt text."""
+        content: list[dict] = [{"type": "image"} for _ in images or []]
+        if video is not None:
+            content.append({"type": "video"})
+        content.append({"type": "text", "text": prompt})
+        return self.chat_messages(
+            [{"role": "user", "content": content}], images, video, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, seed=seed, stream=stream, speculative=speculative,
+            video_fps=video_fps,
+        )
+
+
+# -- loading -------------------------------------------------------------------------------------
+def _world_models() -> Any:
+    # Imported on first load, not with the package: the world's builders pull in many model classes.
+    from specflash.world import models
+
+    return models
+
+
+def _load_target(name: str, device: str | None) -> Target:
+    world_models = _world_models()
+    path = world_models.resolve(name)
+    if name in world_models.SHIPPED and not (path / "model.safetensors").is_file():
+        raise ValueError(
+            f"the world target {name!r} is not in this installation ({path} holds no model.safetensors); "
+            "train it with `specflash world train`, or pass --target with a hub id or a model directory"
+        )
+    if not path.is_dir():
+        return Target.from_pretrained(name, device=device)  # a hub id
+    target = Target.from_pretrained(path, device=device)
+    if getattr(target.processor, "image_processor", None) is None and (path / "preprocessor_config.json").is_file():
+        # Qwen2.5-VL's stock processor needs torchvision; the world loader bridges that gap.
+        from specflash.world.processing import load_processor
+
+        target.processor = load_processor(path)
+    return target
+
+
+def _load_draft(target: Target, target_name: str, draft: str | Path | None) -> tuple[Draft, str, bool]:
+    world_models = _world_models()
+    if draft is None and target_name in world_models.SHIPPED and default_draft_name(target_name) in shipped_drafts():
+        draft = default_draft_name(target_name)
+    if draft is None:
+        warnings.warn(
+            f"no trained draft for {target_name!r}: drafting with an untrained FLASH draft, so output is exact "
+            "but acceptance is near zero and there is no speed-up; train one with `specflash train` and pass "
+            "--draft",
+            UntrainedDraftWarning,
+            stacklevel=3,
+        )
+        return Draft.for_target(target, UNTRAINED_CONFIG), UNTRAINED, False
+    loaded = Draft.from_pretrained(resolve_draft(draft), device=target.device, dtype=target.dtype)
+    return loaded, str(draft), True
+
+
+def load(
+    target: str | Path | None = None,
+    draft: str | Path | None = None,
+    tree: TreeConfig | None = None,
+    device: str | None = None,
+) -> Pipeline:
+    """A ready pipeline. `target`: hub id, directory or shipped world name (default world-llava-tiny);
+    `draft`: directory or shipped draft name (default: the target's shipped FLASH draft, else an untrained
+    one, with an UntrainedDraftWarning)."""
+    target_name = str(target) if target is not None else DEFAULT_TARGET
+    loaded = _load_target(target_name, device)
+    draft_model, draft_name, trained = _load_draft(loaded, target_name, draft)
+    return Pipeline(loaded, draft_model, tree, target_name, draft_name, trained)
