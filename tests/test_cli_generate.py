@@ -1,0 +1,64 @@
+"""`specflash generate`: the embedded default end to end, --compare, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_pipeline_helpers import scene_image, target_arg
+from typer.testing import CliRunner
+
+from specflash.cli import app
+
+runner = CliRunner()
+
+
+def _generate(*args: str):
+    target = target_arg()  # None: the embedded default, with no --target at all
+    return runner.invoke(app, ["generate", *args, *(["--target", target] if target else [])])
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    scene_image(0).save(folder / "a.png")
+    scene_image(1).save(folder / "b.jpg")
+    return folder
+
+
+def test_compare_prints_both_outputs_identical_with_speeds(images):
+    result = _generate("--prompt", "Describe the image.", "--image", str(images / "a.png"), "--compare",
+                       "--max-new-tokens", "16")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "speculative (FLASH)" in out and "plain decoding" in out
+    assert "outputs: identical" in out
+    assert re.search(r"speed-up: \d+\.\d\dx", out)
+    assert "tokens/s" in out and "tau" in out
+
+
+def test_two_images_and_streaming(images):
+    result = _generate("-p", "Compare the scenes.", "-i", str(images / "a.png"), "-i", str(images / "b.jpg"),
+                       "--stream", "--max-new-tokens", "8")
+    assert result.exit_code == 0, result.output
+    assert "new tokens" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "missing.png"], "image file not found"),
+        (["--video", "missing.mp4"], "video file not found"),
+        (["-i", "{bad}"], "not a decodable PNG or JPEG"),
+        (["--draft", "no-such-draft"], "neither a draft directory nor a shipped draft"),
+        (["-i", "{a}"] * 20, "exceeds the model's context"),
+    ],
+)
+def test_user_mistakes_end_with_a_message_not_a_traceback(images, tmp_path, args, message):
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    args = [a.format(bad=tmp_path / "bad.png", a=images / "a.png") for a in args]
+    result = _generate("-p", "Describe.", "--max-new-tokens", "8", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
