@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from specflash.bench.cli import bench
 from specflash.commands import generate, serve
 from specflash.world.cli import app as world_app
 
@@ -11,6 +12,7 @@ app = typer.Typer(help="FLASH speculative decoding for multimodal LLMs.", no_arg
 app.add_typer(world_app, name="world", help="The synthetic world: data, tiny targets, their quality.")
 app.command()(generate)
 app.command()(serve)
+app.command()(bench)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _alpha_by_depth(accepted_per_cycle: list[int], depth: int) -> list[float]:
+def alpha_by_depth(accepted_per_cycle: list[int], depth: int) -> list[float]:
     """alpha_d: of the cycles that accepted d-1 draft tokens, the share that accepted a d-th."""
     alphas = []
     for d in range(1, depth + 1):
@@ -226,7 +226,7 @@ class SpeculativeGenerator:
             root = result.bonus
             stats.draft_time += clock.lap()
         stats.draft_forwards = drafter.forwards
-        stats.alpha_by_depth = _alpha_by_depth(accepted_per_cycle, self.tree.depth)
+        stats.alpha_by_depth = alpha_by_depth(accepted_per_cycle, self.tree.depth)
         return _finish(output, clock, stats)
 
 

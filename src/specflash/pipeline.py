@@ -286,7 +286,8 @@ def _world_models() -> Any:
     return models
 
 
-def _load_target(name: str, device: str | None) -> Target:
+def load_target(name: str, device: str | None = None) -> Target:
+    """A target by hub id, directory or shipped world name, with a processor that works offline."""
     world_models = _world_models()
     path = world_models.resolve(name)
     if name in world_models.SHIPPED and not (path / "model.safetensors").is_file():
@@ -332,6 +333,6 @@ def load(
     `draft`: directory or shipped draft name (default: the target's shipped FLASH draft, else an untrained
     one, with an UntrainedDraftWarning)."""
     target_name = str(target) if target is not None else DEFAULT_TARGET
-    loaded = _load_target(target_name, device)
+    loaded = load_target(target_name, device)
     draft_model, draft_name, trained = _load_draft(loaded, target_name, draft)
     return Pipeline(loaded, draft_model, tree, target_name, draft_name, trained)

@@ -1,0 +1,104 @@
+"""Runs every method on every sample of every task, interleaved, and records what each run measured.
+
+Plain decoding ("ar") always runs and is the baseline. Per sample the methods run in an order that
+rotates with the sample index, so slow drift of the machine (heat, other load) does not favour one
+method. Each method is warmed up once (untimed) before the first timed run. Timed: the whole call,
+vision encoding and prefill included (prefill_time says how much of it that was).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from specflash.draft import Draft
+from specflash.generate import GenerationResult, SpeculativeGenerator, autoregressive_generate
+from specflash.pipeline import Pipeline
+from specflash.tree import TreeConfig
+from specflash.world.tasks import Sample, make_samples
+
+AR = "ar"
+
+
+@dataclass
+class Record:
+    method: str
+    task: str
+    sample: int
+    new_tokens: int
+    wall_time: float
+    prefill_time: float
+    draft_time: float
+    verify_time: float
+    cycles: int
+    draft_forwards: int
+    accept_lengths: list[int]
+    token_ids: list[int]
+
+
+def tasks_for(pipeline: Pipeline, tasks: list[str]) -> list[str]:
+    """The requested tasks this target can take (a text model takes only `text`)."""
+    usable = [t for t in tasks if (t == "text") != pipeline.takes_images]
+    if not usable:
+        raise ValueError(f"none of the tasks {tasks} suits target {pipeline.target_name!r}")
+    return usable
+
+
+def _prompt(sample: Sample) -> list[dict]:
+    """The conversation up to its last assistant answer, which the methods then generate."""
+    last = max(i for i, m in enumerate(sample.messages) if m["role"] == "assistant")
+    return sample.messages[:last]
+
+
+class Bench:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        drafts: dict[str, Draft],
+        tree: TreeConfig,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.methods = [AR, *drafts]
+        self.generators = {name: SpeculativeGenerator(pipeline.target, d, tree) for name, d in drafts.items()}
+        self.options = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+
+    def _run(self, method: str, inputs: object) -> GenerationResult:
+        if method == AR:
+            return autoregressive_generate(self.pipeline.target, inputs, **self.options)
+        return self.generators[method].generate(inputs, **self.options)
+
+    def run(
+        self, tasks: list[str], n: int, seed: int, out: Path, progress: Callable[[], None] | None = None
+    ) -> list[Record]:
+        records: list[Record] = []
+        out.mkdir(parents=True, exist_ok=True)
+        for task in tasks:
+            samples = make_samples(task, "eval", n, seed)
+            encoded = [self.pipeline.encode(_prompt(s), s.images, s.video) for s in samples]
+            for method in self.methods:
+                self._run(method, encoded[0])  # warm-up, untimed
+            task_records: list[Record] = []
+            for index, inputs in enumerate(encoded):
+                shift = index % len(self.methods)
+                for method in self.methods[shift:] + self.methods[:shift]:
+                    result = self._run(method, inputs)
+                    stats = result.stats
+                    task_records.append(
+                        Record(
+                            method, task, index, stats.new_tokens, stats.wall_time, stats.prefill_time,
+                            stats.draft_time, stats.verify_time, stats.cycles, stats.draft_forwards,
+                            stats.accept_lengths[0], result.new_token_ids[0],
+                        )
+                    )
+                if progress:
+                    progress()
+            for method in self.methods:
+                lines = [json.dumps(asdict(r)) for r in task_records if r.method == method]
+                (out / f"{method}-{task}.jsonl").write_text("\n".join(lines) + "\n")
+            records.extend(task_records)
+        return records
