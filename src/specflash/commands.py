@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -32,7 +33,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, OSError) as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -134,7 +135,7 @@ def serve(
     except ImportError as error:
         errors.print(
             f"[bold red]error:[/] `specflash serve` needs the serve extra ({error.name} is missing): "
-            "pip install 'specflash[serve]'",
+            "pip install 'specflash\\[serve]'",
             highlight=False,
         )
         raise typer.Exit(2) from None
