@@ -7,8 +7,10 @@ so every code path (processor, chat template, images) is the shipped one's.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import io
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def target_dir() -> Path:
     from specflash.world.build import new_model
 
     out = Path(tempfile.mkdtemp(prefix="specflash-world-llava-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     new_model("world-llava-tiny", "tiny", out, seed=0).save_pretrained(out)
     return out
 
