@@ -37,6 +37,18 @@ TEXT = dict(
 LLAVA_IMAGE = VOCAB - 1
 LLAVA_IMAGE_TOKENS = 16  # 32x32 pixels, 8x8 patches
 QWEN_IMAGE, QWEN_VIDEO, QWEN_START, QWEN_END = VOCAB - 1, VOCAB - 2, VOCAB - 3, VOCAB - 4
+# What Qwen2.5-VL and Qwen2-VL configs share: the text model with M-RoPE, the placeholder ids, the kernel.
+QWEN_SHARED = dict(
+    text_config={
+        **TEXT,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+    },
+    image_token_id=QWEN_IMAGE,
+    video_token_id=QWEN_VIDEO,
+    vision_start_token_id=QWEN_START,
+    vision_end_token_id=QWEN_END,
+    attn_implementation="sdpa",
+)
 
 
 def _finish(model: torch.nn.Module, media_ids: bool = True) -> Target:
@@ -69,10 +81,7 @@ def llava(seed: int = 0) -> Target:
 def qwen(seed: int = 0) -> Target:
     torch.manual_seed(seed)
     config = Qwen2_5_VLConfig(
-        text_config={
-            **TEXT,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
-        },
+        **QWEN_SHARED,
         vision_config=dict(
             depth=1,
             hidden_size=32,
@@ -86,11 +95,6 @@ def qwen(seed: int = 0) -> Target:
             fullatt_block_indexes=[0],
             tokens_per_second=2,
         ),
-        image_token_id=QWEN_IMAGE,
-        video_token_id=QWEN_VIDEO,
-        vision_start_token_id=QWEN_START,
-        vision_end_token_id=QWEN_END,
-        attn_implementation="sdpa",
     )
     return _finish(Qwen2_5_VLForConditionalGeneration(config))
 
@@ -99,19 +103,11 @@ def qwen2_vl(seed: int = 0) -> Target:
     """Qwen2-VL: the same adapter as Qwen2.5-VL (no per-grid time stamps)."""
     torch.manual_seed(seed)
     config = Qwen2VLConfig(
-        text_config={
-            **TEXT,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
-        },
+        **QWEN_SHARED,
         vision_config=dict(
             depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=4, patch_size=4, spatial_merge_size=2,
             temporal_patch_size=2,
         ),
-        image_token_id=QWEN_IMAGE,
-        video_token_id=QWEN_VIDEO,
-        vision_start_token_id=QWEN_START,
-        vision_end_token_id=QWEN_END,
-        attn_implementation="sdpa",
     )
     return _finish(Qwen2VLForConditionalGeneration(config))
 

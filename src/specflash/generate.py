@@ -15,7 +15,7 @@ import torch
 
 from specflash.accept import Acceptance, Sampling, accept
 from specflash.draft import Draft, Drafter
-from specflash.targets import Target
+from specflash.targets import Prefill, Target, TargetState
 from specflash.tree import Tree, TreeConfig, grow
 
 # Called with (row, token ids) each time a row's output grows.
@@ -107,10 +107,6 @@ def _check_request(target: Target, inputs: dict[str, torch.Tensor], max_new_toke
         )
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def alpha_by_depth(accepted_per_cycle: list[int], depth: int) -> list[float]:
     """alpha_d: of the cycles that accepted d-1 draft tokens, the share that accepted a d-th."""
     alphas = []
@@ -118,6 +114,43 @@ def alpha_by_depth(accepted_per_cycle: list[int], depth: int) -> list[float]:
         reached = sum(1 for a in accepted_per_cycle if a >= d - 1)
         alphas.append(sum(1 for a in accepted_per_cycle if a >= d) / reached if reached else 0.0)
     return alphas
+
+
+@dataclass
+class _Run:
+    """A generation after prefill: the first new token is chosen and recorded."""
+
+    sampling: Sampling
+    generator: torch.Generator
+    clock: _Clock
+    stats: GenerationStats
+    state: TargetState
+    prefill: Prefill
+    first: torch.Tensor
+    output: _Output
+
+
+def _start(
+    target: Target,
+    inputs: Any,
+    lookahead: int,
+    max_new_tokens: int,
+    sampling: Sampling,
+    seed: int,
+    stop_token_ids: list[int] | None,
+    stream: StreamCallback | None,
+) -> _Run:
+    batch = target.prepare(inputs)
+    _check_request(target, batch, max_new_tokens, lookahead)
+    generator = torch.Generator().manual_seed(seed)
+    stop = target.stop_token_ids if stop_token_ids is None else stop_token_ids
+    clock, stats = _Clock(target.device), GenerationStats()
+    state, prefill = target.prefill(batch)
+    first = sampling.choose(prefill.logits, generator)
+    output = _Output(first.shape[0], max_new_tokens, stop, stream)
+    output.add([[t] for t in first.tolist()])
+    stats.cycles = 1
+    return _Run(sampling, generator, clock, stats, state, prefill, first, output)
 
 
 def _finish(output: _Output, clock: _Clock, stats: GenerationStats) -> GenerationResult:
@@ -142,29 +175,20 @@ def autoregressive_generate(
     stream: StreamCallback | None = None,
 ) -> GenerationResult:
     """Plain decoding, one target forward per token, in the same harness as speculative decoding."""
-    sampling = Sampling(temperature, top_p, top_k)
-    batch = target.prepare(inputs)
-    _check_request(target, batch, max_new_tokens, 1)
-    generator = _generator(seed)
-    stop = target.stop_token_ids if stop_token_ids is None else stop_token_ids
-    clock, stats = _Clock(target.device), GenerationStats()
-    state, prefill = target.prefill(batch)
-    token = sampling.choose(prefill.logits, generator)
+    run = _start(target, inputs, 1, max_new_tokens, Sampling(temperature, top_p, top_k), seed, stop_token_ids, stream)
+    state, output, stats, token = run.state, run.output, run.stats, run.first
     rows = token.shape[0]
-    output = _Output(rows, max_new_tokens, stop, stream)
-    output.add([[t] for t in token.tolist()])
-    stats.cycles = 1
-    stats.prefill_time = clock.lap()
+    stats.prefill_time = run.clock.lap()
     one = torch.ones(rows, 1, 1, dtype=torch.bool, device=token.device)
     zero = torch.zeros(rows, 1, dtype=torch.long, device=token.device)
     while not output.done:
         logits, _ = target.verify(state, token[:, None], one, zero)
         target.keep(state, 1, zero, torch.ones(rows, dtype=torch.long, device=token.device))
-        token = sampling.choose(logits[:, 0], generator)
+        token = run.sampling.choose(logits[:, 0], run.generator)
         output.add([[t] for t in token.tolist()])
         stats.cycles += 1
-    stats.verify_time = clock.lap()
-    return _finish(output, clock, stats)
+    stats.verify_time = run.clock.lap()
+    return _finish(output, run.clock, stats)
 
 
 class SpeculativeGenerator:
@@ -192,17 +216,11 @@ class SpeculativeGenerator:
         stop_token_ids: list[int] | None = None,
         stream: StreamCallback | None = None,
     ) -> GenerationResult:
-        target, sampling = self.target, Sampling(temperature, top_p, top_k)
-        batch = target.prepare(inputs)
-        _check_request(target, batch, max_new_tokens, self.tree.depth + 1)
-        generator = _generator(seed)
-        stop = target.stop_token_ids if stop_token_ids is None else stop_token_ids
-        clock, stats = _Clock(target.device), GenerationStats()
-        state, prefill = target.prefill(batch)
-        root = sampling.choose(prefill.logits, generator)
-        output = _Output(root.shape[0], max_new_tokens, stop, stream)
-        output.add([[t] for t in root.tolist()])
-        stats.cycles = 1
+        target = self.target
+        sampling = Sampling(temperature, top_p, top_k)
+        run = _start(target, inputs, self.tree.depth + 1, max_new_tokens, sampling, seed, stop_token_ids, stream)
+        state, prefill, output, stats, clock = run.state, run.prefill, run.output, run.stats, run.clock
+        root = run.first
         drafter = Drafter(self.draft, target)
         root_logp = drafter.start(prefill, root)
         stats.prefill_time = clock.lap()
@@ -213,7 +231,7 @@ class SpeculativeGenerator:
             drafter.end_tree()
             stats.draft_time += clock.lap()
             logits, features = target.verify(state, tree.tokens, tree.ancestors, tree.depths)
-            result = accept(tree, logits, sampling, generator)
+            result = accept(tree, logits, sampling, run.generator)
             target.keep(state, tree.size, result.path, result.length)
             stats.verify_time += clock.lap()
             active = [row for row, done in enumerate(output.finished) if not done]
