@@ -6,12 +6,15 @@ import typer
 
 from specflash.bench.cli import bench
 from specflash.commands import generate, serve
+from specflash.train.cli import dump, train
 from specflash.world.cli import app as world_app
 
 app = typer.Typer(help="FLASH speculative decoding for multimodal LLMs.", no_args_is_help=True)
 app.add_typer(world_app, name="world", help="The synthetic world: data, tiny targets, their quality.")
 app.command()(generate)
 app.command()(serve)
+app.command("dump")(dump)
+app.command("train")(train)
 app.command()(bench)
 
 

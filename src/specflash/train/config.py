@@ -1,0 +1,115 @@
+"""Training configuration: the draft's shape and the optimisation knobs, read from one TOML file.
+
+    [draft]            # DraftConfig fields (k, latents, layers, heads, ...)
+    k = 3
+    latents = 16
+    [train]            # TrainConfig fields
+    lr = 3e-4
+    batch_size = 8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specflash.draft import DraftConfig
+
+# DraftConfig fields a user may set; the rest are facts filled from the target.
+USER_DRAFT_KEYS = ("k", "latents", "layers", "heads", "kv_heads", "intermediate_size", "rope_theta", "rms_norm_eps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 3e-4
+    batch_size: int = 4  # samples per step on each process
+    epochs: int = 1
+    steps: int = 0  # > 0: stop after this many optimizer steps (overrides epochs)
+    warmup_steps: int = 0  # linear warm-up, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 0.5  # max gradient norm; 0 turns clipping off
+    w_smooth_l1: float = 1.0
+    w_ce: float = 0.1
+    slot_weights: list[float] = field(default_factory=list)  # one per slot; empty = all 1.0
+    noise_std: float = 0.0  # Gaussian noise on the draft's input features (not on the targets)
+    eval_fraction: float = 0.05  # share of samples held out (by sample, seeded)
+    seed: int = 0
+    save_every: int = 0  # checkpoint every N steps (0: only at the end)
+    keep_checkpoints: int = 2
+    mixed_precision: str = "no"  # accelerate's: "no", "bf16", "fp16"
+
+    def __post_init__(self) -> None:
+        positive = ("lr", "batch_size", "epochs")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("steps", "warmup_steps", "weight_decay", "grad_clip", "noise_std", "save_every", "w_ce",
+                     "w_smooth_l1"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"train.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"train.mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+
+    def weights_for(self, k: int) -> list[float]:
+        """Per-slot loss weights for a k-slot draft."""
+        if not self.slot_weights:
+            return [1.0] * k
+        if len(self.slot_weights) != k:
+            raise ValueError(f"train.slot_weights has {len(self.slot_weights)} entries but the draft has k={k} slots")
+        return list(self.slot_weights)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    draft: DraftConfig = field(default_factory=DraftConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        draft = {k: v for k, v in dataclasses.asdict(self.draft).items() if k in USER_DRAFT_KEYS}
+        return {"draft": draft, "train": dataclasses.asdict(self.train)}
+
+    def to_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        unknown_sections = sorted(set(data) - {"draft", "train"})
+        if unknown_sections:
+            raise ValueError(f"{source}: unknown sections {unknown_sections}; known: [draft], [train]")
+        draft, train = dict(data.get("draft", {})), dict(data.get("train", {}))
+        _check_keys(draft, USER_DRAFT_KEYS, f"{source} [draft]")
+        _check_keys(train, tuple(f.name for f in dataclasses.fields(TrainConfig)), f"{source} [train]")
+        return cls(DraftConfig(**draft), TrainConfig(**train))
+
+    @classmethod
+    def from_json(cls, path: Path) -> RunConfig:
+        return cls.from_dict(json.loads(path.read_text()), str(path))
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """The run configuration from a TOML file; defaults when `path` is None."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path} is not valid TOML: {error}") from None
+    return RunConfig.from_dict(data, str(path))
+
+
+def _check_keys(section: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {', '.join(known)}")
