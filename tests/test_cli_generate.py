@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_pipeline_helpers import scene_image, target_arg
+from test_pipeline_helpers import scene_image, target_arg, write_video
 from typer.testing import CliRunner
 
 from specflash.cli import app
@@ -42,6 +42,14 @@ def test_two_images_and_streaming(images):
                        "--stream", "--max-new-tokens", "8")
     assert result.exit_code == 0, result.output
     assert "new tokens" in result.output
+
+
+def test_a_video_reaches_llava_as_frames(tmp_path):
+    video = write_video(tmp_path / "clip.mp4")
+    result = _generate("-p", "Narrate.", "--video", str(video), "--fps", "1", "--max-frames", "2",
+                       "--max-new-tokens", "4")
+    assert result.exit_code == 0, result.output
+    assert "its 2 frames go in as images" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize(

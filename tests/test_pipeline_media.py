@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import base64
 
-import av
-import numpy as np
 import pytest
-from test_pipeline_helpers import png_bytes, scene_image
+from test_pipeline_helpers import png_bytes, scene_image, write_video
 from transformers import AutoTokenizer
 
 from specflash.media import MediaError, decode_data_url, load_image, load_video
 from specflash.pipeline import IncrementalDecoder
-
-
-def _video(path, frames: int = 30, rate: int = 10):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def test_png_and_jpeg_files_load_as_rgb(tmp_path):
@@ -69,7 +54,7 @@ def test_data_urls():
 
 
 def test_video_frames_are_sampled_at_the_asked_rate(tmp_path):
-    path = _video(tmp_path / "v.mp4")  # 3 s at 10 fps, frame i has gray level 8 i
+    path = write_video(tmp_path / "v.mp4")  # 3 s at 10 fps, frame i has gray level 8 i
     frames = load_video(path, fps=2, max_frames=8)
     assert len(frames) == 6
     levels = [frame.getpixel((0, 0))[0] for frame in frames]
