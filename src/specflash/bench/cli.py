@@ -48,11 +48,19 @@ def bench(
     top_k: int = typer.Option(8, min=1, help="Tree expansion per level."),
     total_tokens: int = typer.Option(60, min=1, help="Draft tokens verified per cycle."),
     ablate: bool = typer.Option(False, help="Run AR, eagle, latents-only, sar-only and flash drafts."),
+    profile: bool = typer.Option(False, help="Time a real-size architecture with random weights instead."),
+    shape: str = typer.Option("llava-1.5-7b", help="--profile: llava-1.5-7b or qwen2.5-vl-7b."),
+    layers: int = typer.Option(None, min=1, help="--profile: text decoder layers (default: the real depth)."),
+    kind: str = typer.Option("image", help="--profile: prompt with an 'image' (576 tokens) or 'video' (8 frames)."),
+    dtype: str = typer.Option(None, help="--profile: float32, bfloat16 or float16 (default: bf16 on GPU)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     out: Path = typer.Option(Path("runs/bench"), help="Directory for jsonl, summary.json and plots."),
 ) -> None:
     """Measure speed-up, tau and acceptance of drafts against plain decoding on held-out world tasks."""
     console = Console()
+    if profile:
+        _profile(console, shape, layers, kind, device, dtype, depth, top_k, total_tokens, out)
+        return
     try:
         tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
         draft_dirs = _drafts(target, draft, ablate)
@@ -79,3 +87,46 @@ def bench(
     plot(out, results)
     print_table(results, console)
     console.print(f"wrote {out}/summary.json, per-sample *.jsonl and plots")
+
+
+def _profile(
+    console: Console, shape: str, layers: int | None, kind: str, device: str | None, dtype: str | None,
+    depth: int, top_k: int, total_tokens: int, out: Path,
+) -> None:
+    import json
+
+    import torch
+
+    from specflash.bench.profile import profile as run_profile
+    from specflash.bench.shapes import build, prompt
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = getattr(torch, dtype or ("bfloat16" if device.startswith("cuda") else "float32"), None)
+    if not isinstance(chosen, torch.dtype):
+        raise typer.BadParameter(f"unknown dtype {dtype!r}")
+    try:
+        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
+        with console.status(f"profiling {shape} ({kind}) on {device}"):
+            target = build(shape, layers, chosen, device)
+            result = {"shape": shape, "kind": kind, **run_profile(target, prompt(target, kind), tree=tree)}
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    console.print(
+        f"{shape}, {result['text_layers']} text layers, {result['prompt_tokens']}-token {kind} prompt, "
+        f"{result['dtype']} on {result['device']}\n"
+        f"plain decoding {result['plain_ms_per_token']:.1f} ms/token; bandwidth floor "
+        f"{result['floor_ms_per_token']:.1f} ms/token ({result['decode_weight_gb']:.2f} GB at "
+        f"{result['copy_bandwidth_gb_s']:.0f} GB/s)"
+    )
+    console.print("target forward by tree tokens (ms): " + ", ".join(
+        f"{k}: {v:.1f}" for k, v in result["verify_ms_by_tree_tokens"].items()
+    ))
+    for name, entry in result["drafts"].items():
+        implied = "; ".join(f"tau {i['tau']}: {i['speedup']:.2f}x" for i in entry["implied"])
+        console.print(
+            f"{name}: draft prefill {entry['prefill_ms']:.1f} ms ({entry['cache_entries_after_prefill']} cache "
+            f"entries), draft {entry['draft_ms_per_cycle']:.1f} ms/cycle; implied {implied}"
+        )
+    console.print(f"wrote {out}/profile.json")
