@@ -9,12 +9,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from specflash.commands import user_errors
+from specflash.pipeline import load_target as load_named_target
 from specflash.targets import Target
 from specflash.train.config import load_config
 from specflash.train.dump import dump as dump_features
 from specflash.train.sources import open_source
 from specflash.train.trainer import Trainer
-from specflash.world.models import resolve
 
 console = Console()
 TARGET_HELP = "Hub id, model directory or shipped world name (world-llava-tiny, world-qwen-tiny, world-text-tiny)."
@@ -22,7 +22,7 @@ TARGET_HELP = "Hub id, model directory or shipped world name (world-llava-tiny, 
 
 def load_target(name: str, device: str | None = None) -> Target:
     with console.status(f"loading {name}"):
-        return Target.from_pretrained(str(resolve(name)), device=device)
+        return load_named_target(name, device)
 
 
 def dump(

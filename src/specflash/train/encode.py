@@ -109,21 +109,27 @@ def _text_of(message: dict) -> str:
 
 
 def expand_mask(short_ids: list[int], short_mask: list[int], long_ids: list[int], media_ids: set[int]) -> list[int]:
-    """Carry a mask over the processor's expansion of each media placeholder into a run of them."""
-    mask, j = [], 0
-    for token, bit in zip(short_ids, short_mask, strict=True):
+    """Carry a mask over the processor's expansion of each media placeholder into a run of them (adjacent
+    placeholders, as a video's frames sent as images, merge into one run)."""
+    if len(short_ids) != len(short_mask):
+        raise ValueError("token ids and mask differ in length")
+    mask, i, j = [], 0, 0
+    while i < len(short_ids):
+        token = short_ids[i]
         if j >= len(long_ids) or long_ids[j] != token:
             raise ValueError("the processor's token ids do not match the chat template's (the mask cannot be "
-                             f"carried over) at template token {len(mask)}")
+                             f"carried over) at template token {i}")
         if token in media_ids:
+            while i < len(short_ids) and short_ids[i] == token:
+                i += 1
             run = j
             while run < len(long_ids) and long_ids[run] == token:
                 run += 1
             mask += [0] * (run - j)
             j = run
         else:
-            mask.append(bit)
-            j += 1
+            mask.append(short_mask[i])
+            i, j = i + 1, j + 1
     if j != len(long_ids):
         raise ValueError("the processor's token ids are longer than the chat template's")
     return mask

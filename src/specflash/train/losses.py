@@ -73,8 +73,8 @@ def slot_losses(
             true_probs = true_logits.softmax(-1)
         cross_entropy = -(true_probs * guess_logits.log_softmax(-1)).sum(-1).mean()
         total = total + weight * (w_smooth_l1 * regression + w_ce * cross_entropy)
-        result.smooth_l1.append(float(regression))
-        result.cross_entropy.append(float(cross_entropy))
+        result.smooth_l1.append(float(regression.detach()))
+        result.cross_entropy.append(float(cross_entropy.detach()))
         result.correct.append(int((guess_logits.argmax(-1) == true_logits.argmax(-1)).sum()))
         result.counted.append(n)
     result.total = total

@@ -102,13 +102,13 @@ class Trainer:
             step = load_state(self.checkpoint)["step"]
         return draft, optimizer, step
 
-    def batch_for(self, step: int) -> Batch:
-        """This process's share of the global batch of `step`."""
+    def batch_for(self, step: int) -> tuple[list[int], Batch]:
+        """This process's share of the global batch of `step`: sample numbers and the batch."""
         epoch, position = divmod(step, self.steps_per_epoch)
         order = epoch_order(self.train_ids, self.config.train.seed, epoch)
         chosen = order[position * self.global_batch : (position + 1) * self.global_batch]
         mine = chosen[self.accelerator.process_index :: self.accelerator.num_processes]
-        return collate(self.target, [self.store[n] for n in mine])
+        return mine, collate(self.target, [self.store[n] for n in mine])
 
     def _losses(self, draft: torch.nn.Module, batch: Batch, step: int | None) -> Any:
         settings = self.config.train
@@ -171,7 +171,8 @@ class Trainer:
                 lr = lr_at(step, self.total_steps, settings)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                result = self._losses(draft, self.batch_for(step), step)
+                samples, batch = self.batch_for(step)
+                result = self._losses(draft, batch, step)
                 accelerator.backward(result.total)
                 if settings.grad_clip > 0:
                     accelerator.clip_grad_norm_(draft.parameters(), settings.grad_clip)
@@ -182,7 +183,7 @@ class Trainer:
                 done = step + 1
                 if main:
                     _append(self.out / METRICS_FILE, {
-                        "step": done, "epoch": step // self.steps_per_epoch, "loss": loss, "lr": lr,
+                        "step": done, "epoch": step // self.steps_per_epoch, "loss": loss, "lr": lr, "samples": samples,
                         "smooth_l1": result.smooth_l1, "cross_entropy": result.cross_entropy,
                         "accuracy": [c / n if n else 0.0 for c, n in zip(result.correct, result.counted, strict=True)],
                     })
