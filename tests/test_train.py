@@ -31,7 +31,7 @@ from specflash.train import (
     write_dump,
 )
 from specflash.train.data import rebuild_embeds
-from specflash.train.encode import assistant_mask_by_offsets, tokenizer_of
+from specflash.train.encode import assistant_mask_by_offsets, fit_media, tokenizer_of
 from specflash.world.models import shipped_path
 from specflash.world.processing import load_processor
 
@@ -122,15 +122,8 @@ def test_loss_mask_covers_only_assistant_tokens(world_llava):
         assert tokenizer.decode(ids[mask]) == "".join(answers)
         assert not mask[ids == image_id].any() and (ids == image_id).sum() >= 64
         # The offset method (templates without generation markers) finds the same tokens.
-        short_ids, short_mask = assistant_mask_by_offsets(tokenizer, conversation.messages if n % 3 != 2 else
-                                                          encode_messages_of_video(target, conversation))
+        short_ids, short_mask = assistant_mask_by_offsets(tokenizer, fit_media(target, conversation)[0])
         assert tokenizer.decode([t for t, m in zip(short_ids, short_mask, strict=True) if m]) == "".join(answers)
-
-
-def encode_messages_of_video(target, conversation):
-    from specflash.train.encode import fit_media
-
-    return fit_media(target, conversation)[0]
 
 
 def test_dump_cli_teacher_forced_and_self_distilled(world_llava, tmp_path):
