@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from specflash.draft import Draft
@@ -44,6 +44,19 @@ class TrainResult:
     eval: dict[str, Any]  # the final held-out evaluation
 
 
+class SequenceForward(torch.nn.Module):
+    """`Draft.forward_sequence` as a module's forward, so a DDP wrapper (several GPUs) sees the call and
+    synchronises gradients."""
+
+    def __init__(self, draft: Draft) -> None:
+        super().__init__()
+        self.draft = draft
+
+    def forward(self, features: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                spans: list) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.draft.forward_sequence(features, embeds, attention_mask, spans)
+
+
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
     if step < config.warmup_steps:
@@ -62,7 +75,10 @@ class Trainer:
         check_store_fits(self.store, target)
         self.config, self.checkpoint = self._run_config(config, resume)
         settings = self.config.train
-        self.accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=target.device.type == "cpu")
+        # With compression, a batch without media leaves the compressor unused: DDP must be told.
+        unused = DistributedDataParallelKwargs(find_unused_parameters=self.config.draft.latents > 0)
+        self.accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=target.device.type == "cpu",
+                                       kwargs_handlers=[unused])
         target.model.requires_grad_(False)
         self.train_ids, self.eval_ids = split_samples(len(self.store), settings.eval_fraction, settings.seed)
         self.global_batch = settings.batch_size * self.accelerator.num_processes
@@ -110,7 +126,7 @@ class Trainer:
         mine = chosen[self.accelerator.process_index :: self.accelerator.num_processes]
         return mine, collate(self.target, [self.store[n] for n in mine])
 
-    def _losses(self, draft: torch.nn.Module, batch: Batch, step: int | None) -> Any:
+    def _losses(self, model: torch.nn.Module, batch: Batch, step: int | None) -> Any:
         settings = self.config.train
         inputs = batch.features
         if step is not None and settings.noise_std > 0:
@@ -119,7 +135,7 @@ class Trainer:
             noise = torch.randn(inputs.shape, generator=generator, device=inputs.device)
             inputs = inputs + settings.noise_std * noise
         with self.accelerator.autocast():
-            predicted, has = draft.forward_sequence(inputs, batch.embeds, batch.attention_mask, batch.spans)
+            predicted, has = model(inputs, batch.embeds, batch.attention_mask, batch.spans)
             return slot_losses(predicted, has, batch.features, batch.loss_mask, batch.attention_mask,
                                self._logits, self.slot_weights, settings.w_smooth_l1, settings.w_ce)
 
@@ -127,21 +143,21 @@ class Trainer:
         return self.target.logits(features.to(self.target.dtype))
 
     @torch.no_grad()
-    def evaluate(self, draft: torch.nn.Module) -> dict[str, Any]:
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         """Per-slot top-1 agreement (LM-head argmax of f_hat_i vs of the true f) and loss on held-out samples."""
         k = self.config.draft.k
         correct, counted, loss, batches = [0] * k, [0] * k, 0.0, 0
-        was_training = draft.training
-        draft.eval()
+        was_training = model.training
+        model.eval()
         size = self.config.train.batch_size
         mine = self.eval_ids[self.accelerator.process_index :: self.accelerator.num_processes]
         for first in range(0, len(mine), size):
             batch = collate(self.target, [self.store[n] for n in mine[first : first + size]])
-            result = self._losses(draft, batch, None)
+            result = self._losses(model, batch, None)
             correct = [a + b for a, b in zip(correct, result.correct, strict=True)]
             counted = [a + b for a, b in zip(counted, result.counted, strict=True)]
             loss, batches = loss + float(result.total), batches + 1
-        draft.train(was_training)
+        model.train(was_training)
         totals = self.accelerator.reduce(torch.tensor([*correct, *counted, loss, batches], dtype=torch.float64,
                                                       device=self.accelerator.device), "sum").tolist()
         correct, counted = totals[:k], totals[k : 2 * k]
@@ -156,7 +172,7 @@ class Trainer:
         accelerator, settings = self.accelerator, self.config.train
         main = accelerator.is_main_process
         draft, optimizer, start = self._draft_and_optimizer()
-        draft, optimizer = accelerator.prepare(draft, optimizer)
+        model, optimizer = accelerator.prepare(SequenceForward(draft), optimizer)
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.config.to_json(self.out / RUN_CONFIG_FILE)
@@ -172,10 +188,10 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 samples, batch = self.batch_for(step)
-                result = self._losses(draft, batch, step)
+                result = self._losses(model, batch, step)
                 accelerator.backward(result.total)
                 if settings.grad_clip > 0:
-                    accelerator.clip_grad_norm_(draft.parameters(), settings.grad_clip)
+                    accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 loss = float(accelerator.reduce(result.total.detach(), "mean"))
@@ -190,23 +206,22 @@ class Trainer:
                 progress.update(task, advance=1, info=f"loss {loss:.4f}")
                 if (settings.save_every and done % settings.save_every == 0) or done == self.total_steps:
                     self._save(draft, optimizer, done)
-        evaluation = self.evaluate(draft) if self.eval_ids else {}
+        evaluation = self.evaluate(model) if self.eval_ids else {}
         if main:
-            accelerator.unwrap_model(draft).save_pretrained(self.out)
+            draft.save_pretrained(self.out)
             if evaluation:
                 _append(self.out / EVAL_FILE, {"step": self.total_steps, **evaluation})
         accelerator.wait_for_everyone()
         return TrainResult(self.out, self.total_steps, losses, evaluation)
 
-    def _save(self, draft: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    def _save(self, draft: Draft, optimizer: torch.optim.Optimizer, step: int) -> None:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             epoch, position = divmod(step, self.steps_per_epoch)
             state = {"step": step, "epoch": epoch, "batch_in_epoch": position, "seed": self.config.train.seed,
                      "samples_seen": step * self.global_batch, "processes": self.accelerator.num_processes,
                      "data_order": "epoch e: torch.randperm of the training split, generator seed*100003+e+1"}
-            raw = self.accelerator.unwrap_model(draft)
-            save_checkpoint(self.out, raw, _raw_optimizer(optimizer), state, self.config.train.keep_checkpoints)
+            save_checkpoint(self.out, draft, _raw_optimizer(optimizer), state, self.config.train.keep_checkpoints)
         self.accelerator.wait_for_everyone()
 
 
