@@ -38,7 +38,7 @@ def _load_processor(path_or_id: str | Path) -> Any:
     for loader in (transformers.AutoProcessor, transformers.AutoTokenizer):
         try:
             return loader.from_pretrained(path_or_id)
-        except (OSError, ValueError, TypeError, KeyError):
+        except (OSError, ValueError, TypeError, KeyError, ImportError):  # ImportError: e.g. no torchvision
             continue
     return None
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU recipe: small world targets, their drafts, the bench at temperature 0 and 1, the profile of
+# real-size shapes. Each step is one call, sized to finish well under 10 minutes on one H100:
+#   bash scripts/gpu_recipe.sh targets|drafts|bench|profile
+# Results land under $OUT (default runs/gpu); record them in docs/results.md with the hardware named.
+# SIZE (small), N (bench samples per task, 100), NDUMP (dump conversations per task, 4000) scale it;
+# SIZE=tiny N=2 NDUMP=20 DEVICE=cpu smoke-tests the whole recipe on a CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step=${1:?usage: gpu_recipe.sh targets|drafts|bench|profile}
+out=${OUT:-runs/gpu}
+size=${SIZE:-small}
+n=${N:-100}
+ndump=${NDUMP:-4000}
+device=${DEVICE:-cuda}
+targets="world-llava-tiny world-qwen-tiny world-text-tiny"
+cli=.venv/bin/specflash
+
+case "$step" in
+  targets)
+    for t in $targets; do
+      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --threads "$(nproc)"
+    done ;;
+  drafts)
+    for t in $targets; do
+      bash scripts/world_drafts.sh "$out/targets/$t" "$out/drafts" "$ndump" "$device"
+    done ;;
+  bench)
+    for t in $targets; do
+      case "$t" in *text*) tasks=text; parts="eagle sar" ;; *qwen*) tasks=caption,instruct,video; parts="eagle latents sar flash" ;;
+        *) tasks=caption,instruct; parts="eagle latents sar flash" ;; esac
+      args=()
+      for p in $parts; do args+=(--draft "$p=$out/drafts/$t-$p"); done
+      for temperature in 0 1; do
+        $cli bench --target "$out/targets/$t" "${args[@]}" --tasks "$tasks" --n "$n" --temperature "$temperature" \
+          --device "$device" --out "$out/bench/$t-T$temperature"
+      done
+    done ;;
+  profile)
+    $cli bench --profile --shape llava-1.5-7b --kind image --device "$device" --out "$out/profile/llava-1.5-7b-image"
+    $cli bench --profile --shape qwen2.5-vl-7b --kind image --device "$device" --out "$out/profile/qwen2.5-vl-7b-image"
+    $cli bench --profile --shape qwen2.5-vl-7b --kind video --device "$device" --out "$out/profile/qwen2.5-vl-7b-video" ;;
+  *)
+    echo "unknown step $step: use targets, drafts, bench or profile" >&2
+    exit 2 ;;
+esac
