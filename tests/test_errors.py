@@ -118,3 +118,32 @@ def test_bad_draft_configs(kwargs: dict, message: str) -> None:
 def test_missing_draft_directory(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a draft directory: config.json is missing"):
         Draft.from_pretrained(tmp_path)
+
+
+def test_sliding_window_models_are_refused() -> None:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(**{**tiny.TEXT, "sliding_window": 8}, attn_implementation="sdpa")
+    with pytest.raises(ValueError, match="sliding-window attention"):
+        Target(MistralForCausalLM(config))
+
+
+def test_plain_lists_and_one_dimensional_inputs_are_accepted(llava) -> None:
+    as_tensors = autoregressive_generate(llava, {"input_ids": torch.tensor([[1, 5, 6, 7]])}, max_new_tokens=4)
+    as_lists = autoregressive_generate(
+        llava, {"input_ids": [1, 5, 6, 7], "attention_mask": torch.ones(4, dtype=torch.long)}, max_new_tokens=4
+    )
+    assert as_lists.new_token_ids == as_tensors.new_token_ids
+
+
+def test_mask_of_another_shape_is_refused(llava) -> None:
+    inputs = {"input_ids": torch.tensor([[1, 5, 6]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    with pytest.raises(ValueError, match="does not match input_ids"):
+        autoregressive_generate(llava, inputs, max_new_tokens=4)
+
+
+def test_nan_temperature_and_flat_static_paths_are_refused(llava) -> None:
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        autoregressive_generate(llava, tiny.llava_inputs([0]), max_new_tokens=4, temperature=float("nan"))
+    with pytest.raises(ValueError, match="list of child ranks"):
+        TreeConfig(paths=[0, 1])

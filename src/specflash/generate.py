@@ -33,6 +33,8 @@ class GenerationStats:
     tau: float = 0.0
     accept_lengths: list[list[int]] = field(default_factory=list)
     alpha_by_depth: list[float] = field(default_factory=list)
+    # Draft tokens the target accepted in each (row, verification cycle), before any stop cut.
+    draft_accepted: list[int] = field(default_factory=list)
     draft_forwards: int = 0
     wall_time: float = 0.0
     prefill_time: float = 0.0
@@ -245,6 +247,7 @@ class SpeculativeGenerator:
             stats.draft_time += clock.lap()
         stats.draft_forwards = drafter.forwards
         stats.alpha_by_depth = alpha_by_depth(accepted_per_cycle, self.tree.depth)
+        stats.draft_accepted = accepted_per_cycle
         return _finish(output, clock, stats)
 
 

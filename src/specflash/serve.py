@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -84,7 +85,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int = 0
+    seed: int | None = None  # None: a fresh seed per request, as OpenAI samples anew each time
     n: int = Field(1, ge=1, le=1)
     stop: str | list[str] | None = None
     stream: bool = False
@@ -211,7 +212,7 @@ class Server:
             messages, images = _conversation(chat, self.images, self.limits)
             return self.pipe.chat_messages(
                 messages, images, max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
-                seed=chat.seed, stream=stream,
+                seed=chat.seed if chat.seed is not None else secrets.randbelow(2**31), stream=stream,
             )
         except MediaError as error:
             raise ApiError(400, str(error), "messages", "invalid_image") from None

@@ -68,7 +68,9 @@ def _closed_paths(paths: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]
         raise ValueError("a static tree needs at least one path")
     closed: set[tuple[int, ...]] = set()
     for path in paths:
-        path = tuple(int(rank) for rank in path)
+        if not isinstance(path, Sequence) or not all(isinstance(rank, int) for rank in path):
+            raise ValueError(f"each static tree path must be a list of child ranks, got {path!r}")
+        path = tuple(path)
         if not path or min(path) < 0:
             raise ValueError(f"static tree path {path} must be a non-empty list of ranks >= 0")
         closed.update(path[:end] for end in range(1, len(path) + 1))

@@ -3,7 +3,8 @@
 Random weights, real shapes (see `shapes.py`). Measured: plain decoding ms/token against the
 memory-bandwidth floor (bytes of the weights read per token / measured copy bandwidth), target forward
 time by number of tree tokens, draft time per cycle with and without latent compression, and the cycle
-time and speed-up these imply for a given tau: speed-up = tau * t_token / (t_draft + t_verify).
+time and speed-up these imply for a given tau: speed-up = tau * t_token / (t_draft + t_verify). The
+implied speed-up is an upper bound: a real cycle also pays for acceptance and cache compaction.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Aggregates bench records into summary.json, a terminal table and PNG plots (FLASH.md section 7).
 
 speedup = (total new tokens / total wall time) of a method over the same for plain decoding, per task;
-tau = total new tokens / total target forwards (prefill included, so plain decoding is exactly 1);
-draft_forwards_per_cycle excludes the draft's prefill; alpha_by_depth comes from the accept lengths of
-the verification cycles (the prefill's token excluded).
+tau = total new tokens / total target forwards, prefill included (the token it yields and its forward),
+so plain decoding is exactly 1 and the jsonl's accept lengths sum to new_tokens; tau_decoding leaves the
+prefill out, (tokens - 1) / verification cycles per sample summed, the convention of published results;
+draft_forwards_per_cycle excludes the draft's prefill and, as the last cycle needs no catch-up, is about
+1/cycles below ceil(depth/k); alpha_by_depth counts the draft tokens each cycle's verification accepted,
+before any cut at a stop token or max_new_tokens.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def summarize(records: list[Record], depth: int, temperature: float) -> list[dic
         for method in dict.fromkeys(r.method for r in of_task):
             runs = [r for r in of_task if r.method == method]
             tokens, time = sum(r.new_tokens for r in runs), sum(r.wall_time for r in runs)
-            accepted = [a - 1 for r in runs for a in r.accept_lengths[1:]]
+            accepted = [a for r in runs for a in r.draft_accepted]
             decode_cycles = sum(r.cycles - 1 for r in runs)
             results.append(
                 {
@@ -45,6 +48,7 @@ def summarize(records: list[Record], depth: int, temperature: float) -> list[dic
                     "wall_time": time,
                     "speedup": (tokens / time) / base_rate,
                     "tau": tokens / sum(r.cycles for r in runs),
+                    "tau_decoding": (tokens - len(runs)) / max(decode_cycles, 1),
                     "alpha_by_depth": [] if method == AR else alpha_by_depth(accepted, depth),
                     "draft_forwards_per_cycle": (
                         0.0 if method == AR else sum(r.draft_forwards - 1 for r in runs) / max(decode_cycles, 1)

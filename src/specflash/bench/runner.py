@@ -35,6 +35,7 @@ class Record:
     cycles: int
     draft_forwards: int
     accept_lengths: list[int]
+    draft_accepted: list[int]
     token_ids: list[int]
 
 
@@ -92,7 +93,7 @@ class Bench:
                         Record(
                             method, task, index, stats.new_tokens, stats.wall_time, stats.prefill_time,
                             stats.draft_time, stats.verify_time, stats.cycles, stats.draft_forwards,
-                            stats.accept_lengths[0], result.new_token_ids[0],
+                            stats.accept_lengths[0], stats.draft_accepted, result.new_token_ids[0],
                         )
                     )
                 if progress:

@@ -62,6 +62,15 @@ class Target:
                 f"the model uses attention kernel {kernel!r}, which ignores tree masks; load it with "
                 f"attn_implementation set to one of {TREE_MASK_KERNELS}"
             )
+        text = self.family.text_config
+        layer_types = getattr(text, "layer_types", None)
+        windowed = "sliding_attention" in layer_types if layer_types else getattr(text, "sliding_window", None)
+        if windowed:
+            # Tree masks and cache compaction assume every layer sees the whole context.
+            raise ValueError(
+                f"model type {model.config.model_type!r} uses sliding-window attention here, which specflash "
+                "does not support; use a configuration with full attention in every layer"
+            )
         self.model = model.eval()
         self.processor = processor
 
@@ -141,11 +150,19 @@ class Target:
         if "input_ids" not in inputs:
             raise ValueError("inputs must hold 'input_ids' (pass the processor's or tokenizer's output)")
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in dict(inputs).items()}
+        for key in ("input_ids", "attention_mask"):
+            if batch.get(key) is not None:
+                value = torch.as_tensor(batch[key], device=self.device)
+                if value.ndim not in (1, 2) or value.dtype.is_floating_point:
+                    raise ValueError(f"{key} must be integers of shape [batch, length], got {tuple(value.shape)}")
+                batch[key] = value if value.ndim == 2 else value[None]
         ids = batch["input_ids"]
-        if ids.ndim == 1:
-            ids = batch["input_ids"] = ids[None]
         if batch.get("attention_mask") is None:
             batch["attention_mask"] = torch.ones_like(ids)
+        if batch["attention_mask"].shape != ids.shape:
+            raise ValueError(
+                f"attention_mask {tuple(batch['attention_mask'].shape)} does not match input_ids {tuple(ids.shape)}"
+            )
         mask = batch["attention_mask"]
         if ids.shape[1] == 0 or bool((mask.sum(-1) == 0).any()):
             raise ValueError("the prompt is empty: every row needs at least one token")

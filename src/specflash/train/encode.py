@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from specflash.prompting import adds_special_tokens
 from specflash.targets import Target
 from specflash.train.sources import Conversation
 from specflash.world.processing import VIDEO_FPS, QwenInputs
@@ -147,8 +148,9 @@ def encode_conversation(
         raise ValueError("the target's tokenizer has no chat template")
     messages, images, videos = fit_media(target, conversation)
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    # The template wrote its own special tokens (BOS included): the processor must not add more.
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": False}
+    # The same rule as at inference, so the draft trains on the features it will see.
+    special = adds_special_tokens(tokenizer, text)
+    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": special}
     if images:
         kwargs["images"] = images
     if videos:
