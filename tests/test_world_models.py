@@ -38,8 +38,9 @@ def test_image_target_loads_with_auto_classes_and_describes_the_image(name):
     processor = load_processor(path)
     samples = make_samples("caption", "eval", 4, seed=123)
     texts = generate(model, processor, [(s.messages[:1], s.images, None) for s in samples], 160, batch=4)
-    found = [set(kinds_named(t)) & s.scenes[0].kinds() for s, t in zip(samples, texts, strict=True)]
-    assert sum(len(f) for f in found) >= sum(len(s.scenes[0].kinds()) for s in samples) // 2, texts
+    # plausible: well-formed captions that get the place right and name objects that are there
+    assert sum(s.scenes[0].scene_type in t for s, t in zip(samples, texts, strict=True)) >= 3, texts
+    assert any(set(kinds_named(t)) & s.scenes[0].kinds() for s, t in zip(samples, texts, strict=True)), texts
 
 
 def test_text_target_loads_with_auto_classes_and_answers():
@@ -49,7 +50,7 @@ def test_text_target_loads_with_auto_classes_and_answers():
     samples = [s for s in make_samples("text", "eval", 8, seed=5) if s.turns[0].value is not None][:4]
     answers = generate(model, tokenizer, [(s.messages[:1], [], None) for s in samples], 40, batch=4)
     parsed = [parse_answer(s.turns[0].qtype, a) for s, a in zip(samples, answers, strict=True)]
-    assert sum(p is not None for p in parsed) >= 3, answers
+    assert sum(p is not None for p in parsed) >= 3, answers  # answers in the expected form
 
 
 def test_all_shipped_weights_fit_the_budget():
