@@ -94,6 +94,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
         model, optimizer, state = _load_checkpoint(MODEL_CLASSES[family], ckpt, cfg.lr)
+        state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
         model = new_model(cfg.name, cfg.size, out, cfg.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
