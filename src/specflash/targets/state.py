@@ -54,8 +54,10 @@ class TargetState:
 
 
 def _compact(tensor: torch.Tensor, tree_size: int, keep_index: torch.Tensor) -> torch.Tensor:
-    """[B, H, S+T, D] -> [B, H, S+W, D], the last block replaced by the gathered slots."""
-    batch, heads, _, dim = tensor.shape
-    block = tensor[:, :, -tree_size:]
+    """[B, H, S+T, D] -> [B, H, S+W, D]: the kept slots written to the front of the last block, in place,
+    then a view cut after them; the S cached slots before the block are never copied."""
+    batch, heads, length, dim = tensor.shape
+    start, width = length - tree_size, keep_index.shape[1]
     index = keep_index.to(tensor.device)[:, None, :, None].expand(batch, heads, -1, dim)
-    return torch.cat([tensor[:, :, :-tree_size], block.gather(2, index)], dim=2)
+    tensor[:, :, start : start + width] = tensor[:, :, start:].gather(2, index)  # gather copies first
+    return tensor[:, :, : start + width]

@@ -211,6 +211,7 @@ class Target:
         return self.logits(out.last_hidden_state), out.last_hidden_state
 
     @staticmethod
+    @torch.inference_mode()
     def keep(state: TargetState, tree_size: int, keep_index: torch.Tensor, keep_count: torch.Tensor) -> None:
         """Keep only the accepted path of the last verified tree in the cache."""
         state.keep(tree_size, keep_index, keep_count)
