@@ -57,3 +57,19 @@ def test_all_shipped_weights_fit_the_budget():
     total = sum((shipped_path(n) / "model.safetensors").stat().st_size
                 for n in SHIPPED if (shipped_path(n) / "model.safetensors").exists())
     assert total < 30 * 2**20
+
+
+def test_qwen_inputs_honour_the_video_frame_rate() -> None:
+    """Temporal positions follow the frame rate the caller states, as with the stock processor."""
+    from PIL import Image
+
+    from specflash.prompting import processor_inputs
+    from specflash.world.models import shipped_path
+    from specflash.world.processing import load_processor
+
+    processor = load_processor(shipped_path("world-qwen-tiny"))
+    frames = [Image.new("RGB", (96, 96), (40 * i, 90, 160)) for i in range(8)]
+    text = ["<|vision_start|><|video_pad|><|vision_end|>what happens?"]
+    for fps in (1.0, 2.0, 4.0):
+        inputs = processor_inputs(processor, text, videos=[frames], video_fps=fps)
+        assert inputs["second_per_grid_ts"].tolist() == [2 / fps]

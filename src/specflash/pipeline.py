@@ -24,7 +24,7 @@ from PIL import Image
 from specflash.draft import Draft, DraftConfig
 from specflash.generate import GenerationStats, SpeculativeGenerator, autoregressive_generate
 from specflash.media import DEFAULT_VIDEO_FPS
-from specflash.prompting import adds_special_tokens
+from specflash.prompting import adds_special_tokens, processor_inputs
 from specflash.targets import Target
 from specflash.tree import TreeConfig
 
@@ -210,14 +210,9 @@ class Pipeline:
         messages, ordered = self._media_messages(messages, list(images or []), video)
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         special = adds_special_tokens(self.tokenizer, text)  # the rule training dumps follow too
-        if not self.takes_images:
-            return self.tokenizer([text], add_special_tokens=special, return_tensors="pt")
-        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": special}
-        if ordered:
-            kwargs["images"] = ordered
-        if video is not None and self.takes_video:
-            kwargs.update(videos=[video], fps=video_fps, do_sample_frames=False)
-        return self.processor(**kwargs)
+        encoder = self.processor if self.takes_images else self.tokenizer
+        videos = [video] if video is not None and self.takes_video else None
+        return processor_inputs(encoder, [text], ordered, videos, video_fps=video_fps, add_special_tokens=special)
 
     # -- generation ------------------------------------------------------------------------------
     def chat_messages(

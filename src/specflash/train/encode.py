@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from specflash.prompting import adds_special_tokens
+from specflash.prompting import adds_special_tokens, processor_inputs
 from specflash.targets import Target
 from specflash.train.sources import Conversation
-from specflash.world.processing import VIDEO_FPS, QwenInputs
+from specflash.world.processing import VIDEO_FPS
 
 GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 VIDEO_FAMILIES = ("qwen2_5_vl",)
@@ -150,14 +150,10 @@ def encode_conversation(
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     # The same rule as at inference, so the draft trains on the features it will see.
     special = adds_special_tokens(tokenizer, text)
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": special}
-    if images:
-        kwargs["images"] = images
-    if videos:
-        kwargs["videos"] = videos
-        if not isinstance(processor, QwenInputs):
-            kwargs.update(fps=VIDEO_FPS, do_sample_frames=False)
-    inputs = dict((tokenizer if target.family_name == "text" else processor)(**kwargs))
+    encoder = tokenizer if target.family_name == "text" else processor
+    inputs = dict(
+        processor_inputs(encoder, [text], images, videos, video_fps=VIDEO_FPS, add_special_tokens=special)
+    )
     if add_generation_prompt:
         return inputs, torch.zeros(inputs["input_ids"].shape[1], dtype=torch.bool)
     short_ids, short_mask = assistant_mask(tokenizer, messages)

@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, BatchFeature
 
+from specflash.prompting import processor_inputs
+
 from .recipes import QWEN_VIDEO_SIZE
 
 VIDEO_FPS = 2.0  # frames per second the world's videos are said to have
@@ -47,7 +49,9 @@ class QwenInputs:
         return torch.from_numpy(np.ascontiguousarray(pairs).reshape(grid_t * gh * gw, -1)), [grid_t, gh, gw]
 
     def __call__(self, text: list[str], images=None, videos=None, padding=True, return_tensors="pt",
-                 **_: object) -> BatchFeature:
+                 fps: float = VIDEO_FPS, add_special_tokens: bool = True, **_: object) -> BatchFeature:
+        """As the stock processor: `fps` is the frame rate of the given (already sampled) video frames;
+        other stock options (do_sample_frames, ...) do not apply to pre-sampled frames."""
         data: dict[str, torch.Tensor] = {}
         image_tokens: list[int] = []
         video_tokens: list[int] = []
@@ -59,11 +63,11 @@ class QwenInputs:
             encoded = [self._video(v) for v in videos]
             data["pixel_values_videos"] = torch.cat([e[0] for e in encoded])
             data["video_grid_thw"] = torch.tensor([e[1] for e in encoded])
-            data["second_per_grid_ts"] = torch.tensor([self.temporal / VIDEO_FPS] * len(encoded))
+            data["second_per_grid_ts"] = torch.tensor([self.temporal / fps] * len(encoded))
             video_tokens = [t * h * w // self.merge**2 for t, h, w in data["video_grid_thw"].tolist()]
         expanded = [self._expand(t, "<|image_pad|>", image_tokens) for t in text]
         expanded = [self._expand(t, "<|video_pad|>", video_tokens) for t in expanded]
-        tokens = self.tokenizer(expanded, padding=padding, return_tensors="pt")
+        tokens = self.tokenizer(expanded, padding=padding, return_tensors="pt", add_special_tokens=add_special_tokens)
         data.update(tokens)
         image_id, video_id = self.tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>"])
         ids = tokens["input_ids"]
@@ -104,16 +108,7 @@ def encode(processor, conversations: list[list[dict]], images: list[list[Image.I
              for c in conversations]
     flat_images = [im for row in images for im in row]
     flat_videos = [v for v in videos if v]
-    if not flat_images and not flat_videos and tok is processor:
-        return tok(texts, padding=True, return_tensors="pt")
-    kwargs: dict = {"text": texts, "padding": True, "return_tensors": "pt"}
-    if flat_images:
-        kwargs["images"] = flat_images
-    if flat_videos:
-        kwargs["videos"] = flat_videos
-        if not isinstance(processor, QwenInputs):
-            kwargs.update(fps=VIDEO_FPS, do_sample_frames=False)
-    return processor(**kwargs)
+    return processor_inputs(processor, texts, flat_images, flat_videos, video_fps=VIDEO_FPS, padding=True)
 
 
 def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
