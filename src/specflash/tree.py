@@ -93,17 +93,20 @@ class Tree:
         return int(self.depths.max())
 
     @classmethod
-    def from_parents(cls, tokens: torch.Tensor, parents: torch.Tensor) -> Tree:
+    def from_parents(cls, tokens: torch.Tensor, parents: torch.Tensor, depth: int) -> Tree:
+        """The tree whose node i hangs under parents[:, i]; no node is deeper than `depth`. Every node
+        walks up one level per step, so the work is `depth` vector steps, not one per node."""
         batch, size = tokens.shape
+        rows = torch.arange(batch, device=tokens.device)[:, None]
+        nodes = torch.arange(size, device=tokens.device).expand(batch, size)
+        up = parents.clamp(min=0)  # the root is its own parent
         ancestors = torch.zeros(batch, size, size, dtype=torch.bool, device=tokens.device)
         depths = torch.zeros_like(parents)
-        rows = torch.arange(batch, device=tokens.device)
-        ancestors[:, 0, 0] = True
-        for node in range(1, size):
-            parent = parents[:, node]
-            ancestors[:, node] = ancestors[rows, parent]
-            ancestors[:, node, node] = True
-            depths[:, node] = depths[rows, parent] + 1
+        current = nodes
+        for _ in range(depth + 1):
+            ancestors[rows, nodes, current] = True
+            depths += current != 0
+            current = up.gather(1, current)
         return cls(tokens, parents, depths, ancestors)
 
 
@@ -193,6 +196,7 @@ def _keep_best(
     return Tree.from_parents(
         torch.cat([root[:, None], tokens.gather(1, keep)], dim=1),
         torch.cat([torch.full_like(root[:, None], -1), node_parents], dim=1),
+        config.depth,
     )
 
 
@@ -229,4 +233,4 @@ def _grow_static(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor
             anchor_logp[path] = logp[:, i]
         entries += len(group)
     parents = torch.tensor([-1] + [index.get(p[:-1], 0) for p in paths], device=device)
-    return Tree.from_parents(tokens, parents.expand(batch, -1).clone())
+    return Tree.from_parents(tokens, parents.expand(batch, -1).clone(), config.depth)

@@ -77,7 +77,7 @@ class Drafter:
         slots: torch.Tensor,
         wanted: torch.Tensor,
     ) -> torch.Tensor:
-        """One group pass: new tree entries for nodes `tokens` [B, n], ordered parents-first.
+        """One group pass: new tree entries for nodes `tokens` [B, n], spanning at most k tree levels.
 
         parents [B, n]: entry of each node's parent (-1 the root; entries are numbered over the whole
         tree, so those of this pass are old + j). anchors, slots [B, n]: the entry and slot whose
@@ -94,13 +94,13 @@ class Drafter:
         if old:
             ancestors[:, :old, :old] = self.entry_ancestors
             depths[:, :old] = self.entry_depths
-        for j in range(n):
-            parent = parents[:, j]
-            has_parent = parent >= 0
-            line = ancestors[rows[:, 0], parent.clamp(min=0)] & has_parent[:, None]
-            line[:, old + j] = True
-            ancestors[:, old + j] = line
-            depths[:, old + j] = torch.where(has_parent, depths[rows[:, 0], parent.clamp(min=0)] + 1, 1)
+        # A pass spans at most k levels (a group), so k rounds of "my parent's line plus me" settle it.
+        has_parent = (parents >= 0)[..., None]
+        own = torch.zeros(batch, n, old + n, dtype=torch.bool, device=device)
+        own[:, :, old:] = torch.eye(n, dtype=torch.bool, device=device)
+        for _ in range(self.k):
+            ancestors[:, old:] = (ancestors[rows, parents.clamp(min=0)] & has_parent) | own
+            depths[:, old:] = torch.where(parents >= 0, depths[rows, parents.clamp(min=0)] + 1, 1)
         seen = ancestors[:, old:, :]
         allowed = torch.cat([self.valid[:, None, :].expand(batch, n, -1), seen], dim=-1)
         positions = self.next_position[:, None] - 1 + depths[:, old:]
