@@ -11,8 +11,16 @@ from specflash.cli import app
 from specflash.pipeline import load_target
 
 FIELDS = {
-    "method", "task", "speedup", "tau", "alpha_by_depth", "draft_forwards_per_cycle", "draft_time_share",
-    "tokens_per_s", "prefill_time", "equal_to_ar",
+    "method",
+    "task",
+    "speedup",
+    "tau",
+    "alpha_by_depth",
+    "draft_forwards_per_cycle",
+    "draft_time_share",
+    "tokens_per_s",
+    "prefill_time",
+    "equal_to_ar",
 }
 
 
@@ -26,9 +34,27 @@ def run(tmp_path_factory):
     result = CliRunner().invoke(
         app,
         [
-            "bench", "--target", str(target_dir()), "--draft", f"eagle={root / 'eagle'}",
-            "--draft", f"flash={root / 'flash'}", "--tasks", "caption,video", "--n", "2",
-            "--max-new-tokens", "12", "--depth", "4", "--top-k", "4", "--total-tokens", "12", "--out", str(out),
+            "bench",
+            "--target",
+            str(target_dir()),
+            "--draft",
+            f"eagle={root / 'eagle'}",
+            "--draft",
+            f"flash={root / 'flash'}",
+            "--tasks",
+            "caption,video",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--depth",
+            "4",
+            "--top-k",
+            "4",
+            "--total-tokens",
+            "12",
+            "--out",
+            str(out),
         ],
     )
     assert result.exit_code == 0, result.output

@@ -27,8 +27,9 @@ def images(tmp_path_factory):
 
 
 def test_compare_prints_both_outputs_identical_with_speeds(images):
-    result = _generate("--prompt", "Describe the image.", "--image", str(images / "a.png"), "--compare",
-                       "--max-new-tokens", "16")
+    result = _generate(
+        "--prompt", "Describe the image.", "--image", str(images / "a.png"), "--compare", "--max-new-tokens", "16"
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     assert "speculative (FLASH)" in out and "plain decoding" in out
@@ -38,16 +39,26 @@ def test_compare_prints_both_outputs_identical_with_speeds(images):
 
 
 def test_two_images_and_streaming(images):
-    result = _generate("-p", "Compare the scenes.", "-i", str(images / "a.png"), "-i", str(images / "b.jpg"),
-                       "--stream", "--max-new-tokens", "8")
+    result = _generate(
+        "-p",
+        "Compare the scenes.",
+        "-i",
+        str(images / "a.png"),
+        "-i",
+        str(images / "b.jpg"),
+        "--stream",
+        "--max-new-tokens",
+        "8",
+    )
     assert result.exit_code == 0, result.output
     assert "new tokens" in result.output
 
 
 def test_a_video_reaches_llava_as_frames(tmp_path):
     video = write_video(tmp_path / "clip.mp4")
-    result = _generate("-p", "Narrate.", "--video", str(video), "--fps", "1", "--max-frames", "2",
-                       "--max-new-tokens", "4")
+    result = _generate(
+        "-p", "Narrate.", "--video", str(video), "--fps", "1", "--max-frames", "2", "--max-new-tokens", "4"
+    )
     assert result.exit_code == 0, result.output
     assert "its 2 frames go in as images" in " ".join(result.output.split())
 

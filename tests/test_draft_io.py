@@ -39,3 +39,11 @@ def test_unknown_config_keys_are_refused(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({**config, "heads_typo": 3}))
     with pytest.raises(ValueError, match="unknown draft config keys"):
         Draft.from_pretrained(tmp_path)
+
+
+def test_qwen2_vl_draft_is_refused_by_a_qwen2_5_vl_target(tmp_path) -> None:
+    # One family serves both architectures; the recorded model type tells their drafts apart.
+    Draft.for_target(tiny.qwen2_vl(seed=0), DraftConfig()).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["target_model_type"] == "qwen2_vl"
+    with pytest.raises(ValueError, match="model type: draft qwen2_vl, target qwen2_5_vl"):
+        SpeculativeGenerator(tiny.qwen(seed=0), Draft.from_pretrained(tmp_path))

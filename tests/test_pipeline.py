@@ -99,9 +99,10 @@ def test_drafts_resolve_from_directories_and_unknown_names_list_the_known_ones(p
     loaded = specflash.load(target=target_arg() or "world-llava-tiny", draft=str(tmp_path / "mine"))
     assert loaded.draft_trained and loaded.draft_name == str(tmp_path / "mine")
     image = scene_image(8)
-    assert loaded.chat("Describe.", images=[image], max_new_tokens=8).token_ids == pipe.chat(
-        "Describe.", images=[image], max_new_tokens=8
-    ).token_ids
+    assert (
+        loaded.chat("Describe.", images=[image], max_new_tokens=8).token_ids
+        == pipe.chat("Describe.", images=[image], max_new_tokens=8).token_ids
+    )
 
 
 def test_an_unshipped_world_target_says_how_to_get_it():

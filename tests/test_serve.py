@@ -82,9 +82,17 @@ def _messages(image=None, text: str = "Describe the image in detail.") -> list[d
 
 
 def _stream_text(client, model, messages, temperature: float = 0, seed: int = 0) -> tuple[str, list]:
-    chunks = list(client.chat.completions.create(model=model, messages=messages, max_tokens=MAX_TOKENS,
-                                                 temperature=temperature, seed=seed, stream=True,
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=model,
+            messages=messages,
+            max_tokens=MAX_TOKENS,
+            temperature=temperature,
+            seed=seed,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     return text, chunks
 
@@ -95,8 +103,7 @@ def test_models_lists_the_one_model(client, pipe):
 
 def test_plain_and_streamed_completions_with_an_image_agree(client, model, pipe):
     image = scene_image(0)
-    reply = client.chat.completions.create(model=model, messages=_messages(image), max_tokens=MAX_TOKENS,
-                                           temperature=0)
+    reply = client.chat.completions.create(model=model, messages=_messages(image), max_tokens=MAX_TOKENS, temperature=0)
     text = reply.choices[0].message.content
     local = pipe.chat("Describe the image in detail.", images=[image], max_new_tokens=MAX_TOKENS)
     assert text == local.text
@@ -118,17 +125,26 @@ def test_plain_and_streamed_completions_with_an_image_agree(client, model, pipe)
 
 def test_sampled_completions_are_seeded_and_stream_the_same_text(client, model):
     messages = _messages(scene_image(1))
-    replies = [client.chat.completions.create(model=model, messages=messages, max_tokens=MAX_TOKENS,
-                                              temperature=1.0, seed=seed).choices[0].message.content
-               for seed in (3, 3, 4)]
+    replies = [
+        client.chat.completions.create(
+            model=model, messages=messages, max_tokens=MAX_TOKENS, temperature=1.0, seed=seed
+        )
+        .choices[0]
+        .message.content
+        for seed in (3, 3, 4)
+    ]
     assert replies[0] == replies[1] != replies[2]
     assert _stream_text(client, model, messages, temperature=1.0, seed=3)[0] == replies[0]
 
 
 def test_images_from_the_allowed_directory_only(client, model, files):
     def ask(url: str):
-        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                                 {"type": "text", "text": "Describe."}]}]
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Describe."}],
+            }
+        ]
         return client.chat.completions.create(model=model, messages=messages, max_tokens=4, temperature=0)
 
     assert ask(f"file://{files / 'scene.png'}").usage.completion_tokens == 4
@@ -142,8 +158,9 @@ def test_images_from_the_allowed_directory_only(client, model, files):
 
 def _raw(base_url: str, body: bytes | dict) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{base_url}/chat/completions", content=content,
-                      headers={"content-type": "application/json"}, timeout=60)
+    return httpx.post(
+        f"{base_url}/chat/completions", content=content, headers={"content-type": "application/json"}, timeout=60
+    )
 
 
 BAD_REQUESTS = {
@@ -158,18 +175,60 @@ BAD_REQUESTS = {
     "n > 1": ({"messages": _messages(), "n": 2}, 400, "invalid_value"),
     "stop sequences": ({"messages": _messages(), "stop": ["."]}, 400, "unsupported_parameter"),
     "unknown model": ({"messages": _messages(), "model": "gpt-4"}, 404, "model_not_found"),
-    "undecodable image": ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"junk").decode()}},
-    ]}]}, 400, "invalid_image"),
-    "bad base64": ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}, 400, "invalid_image"),
-    "too many pixels": ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": _data_url(scene_image(0).resize((1024, 1024)))}}]}]},
-        400, "invalid_image"),
+    "undecodable image": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"junk").decode()},
+                        },
+                    ],
+                }
+            ]
+        },
+        400,
+        "invalid_image",
+    ),
+    "bad base64": (
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}
+            ]
+        },
+        400,
+        "invalid_image",
+    ),
+    "too many pixels": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": _data_url(scene_image(0).resize((1024, 1024)))}}
+                    ],
+                }
+            ]
+        },
+        400,
+        "invalid_image",
+    ),
     "oversized body": ({"messages": [{"role": "user", "content": "x" * 500_000}]}, 413, "body_too_large"),
-    "prompt over the context": ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": _data_url(scene_image(0))}}] * 16}], "max_tokens": 8},
-        400, "context_length_exceeded"),
+    "prompt over the context": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": _data_url(scene_image(0))}}] * 16,
+                }
+            ],
+            "max_tokens": 8,
+        },
+        400,
+        "context_length_exceeded",
+    ),
 }
 
 
@@ -212,10 +271,15 @@ def test_ten_concurrent_sampled_streams_do_not_mix(client, model):
 
 
 def test_a_client_that_leaves_mid_stream_does_not_break_the_next(base_url, client, model):
-    with httpx.stream("POST", f"{base_url}/chat/completions", timeout=60,
-                      json={"messages": _messages(scene_image(6)), "max_tokens": 64, "stream": True}) as response:
+    with httpx.stream(
+        "POST",
+        f"{base_url}/chat/completions",
+        timeout=60,
+        json={"messages": _messages(scene_image(6)), "max_tokens": 64, "stream": True},
+    ) as response:
         next(response.iter_lines())
     text, _ = _stream_text(client, model, _messages(scene_image(6)))
-    reply = client.chat.completions.create(model=model, messages=_messages(scene_image(6)), max_tokens=MAX_TOKENS,
-                                           temperature=0)
+    reply = client.chat.completions.create(
+        model=model, messages=_messages(scene_image(6)), max_tokens=MAX_TOKENS, temperature=0
+    )
     assert text == reply.choices[0].message.content

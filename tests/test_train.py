@@ -40,17 +40,21 @@ runner = CliRunner()
 
 
 # -- dumping from already-tokenised inputs (tiny targets have no processor) --------------------------------
-@pytest.mark.parametrize("make,inputs", [
-    (qwen, lambda: qwen_inputs(images=1, video_frames=4)),
-    (llava, lambda: {k: v[:1] if k != "pixel_values" else v[:2] for k, v in llava_inputs([2]).items()}),
-])
+@pytest.mark.parametrize(
+    "make,inputs",
+    [
+        (qwen, lambda: qwen_inputs(images=1, video_frames=4)),
+        (llava, lambda: {k: v[:1] if k != "pixel_values" else v[:2] for k, v in llava_inputs([2]).items()}),
+    ],
+)
 def test_record_keeps_f_and_rebuilds_e(tmp_path, make, inputs):
     target = make()
     batch = inputs()
     mask = torch.zeros(batch["input_ids"].shape[1], dtype=torch.bool)
     mask[-3:] = True
-    write_dump(target, lambda n: record_from_inputs(target, batch, mask), 1, tmp_path, {"data": "tiny"},
-               dtype="float32")
+    write_dump(
+        target, lambda n: record_from_inputs(target, batch, mask), 1, tmp_path, {"data": "tiny"}, dtype="float32"
+    )
     record = FeatureStore(tmp_path)[0]
     _, prefill = target.prefill(target.prepare(batch))
     assert record.spans == prefill.spans[0] and len(record.spans) >= 2
@@ -88,7 +92,7 @@ def test_self_distilled_mask_covers_the_generated_tokens_only():
     prompt = text_inputs(1, 5)
     extended, mask = extend_with_generation(target, prompt, 6)
     plain = autoregressive_generate(target, prompt, max_new_tokens=6).new_token_ids[0]
-    assert extended["input_ids"][0, prompt["input_ids"].shape[1]:].tolist() == plain
+    assert extended["input_ids"][0, prompt["input_ids"].shape[1] :].tolist() == plain
     assert mask.tolist() == [False] * prompt["input_ids"].shape[1] + [True] * len(plain)
 
 
@@ -149,10 +153,25 @@ def test_dump_cli_teacher_forced_and_self_distilled(world_llava, tmp_path):
 
 def test_dump_cli_on_the_shipped_world_model(tmp_path):
     if not (shipped_path("world-llava-tiny") / "model.safetensors").is_file():
-        pytest.skip("world-llava-tiny is not shipped in this checkout (no model.safetensors); the same path runs "
-                    "on a random-weight world model in test_dump_cli_teacher_forced_and_self_distilled")
-    result = runner.invoke(app, ["dump", "--target", "world-llava-tiny", "--data", "world:caption:2",
-                                 "--out", str(tmp_path), "--self-distill", "--max-new-tokens", "32"])
+        pytest.skip(
+            "world-llava-tiny is not shipped in this checkout (no model.safetensors); the same path runs "
+            "on a random-weight world model in test_dump_cli_teacher_forced_and_self_distilled"
+        )
+    result = runner.invoke(
+        app,
+        [
+            "dump",
+            "--target",
+            "world-llava-tiny",
+            "--data",
+            "world:caption:2",
+            "--out",
+            str(tmp_path),
+            "--self-distill",
+            "--max-new-tokens",
+            "32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(FeatureStore(tmp_path)) == 2
 
@@ -161,9 +180,16 @@ def test_dump_cli_on_the_shipped_world_model(tmp_path):
 def test_llava_instruct_and_sharegpt_readers(tmp_path):
     Image.new("RGB", (8, 8), "red").save(tmp_path / "a.png")
     items = [
-        {"id": "x", "image": "a.png", "conversations": [
-            {"from": "human", "value": "<image>\nWhat color?"}, {"from": "gpt", "value": "Red."},
-            {"from": "human", "value": "Sure?"}, {"from": "gpt", "value": "Yes."}]},
+        {
+            "id": "x",
+            "image": "a.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat color?"},
+                {"from": "gpt", "value": "Red."},
+                {"from": "human", "value": "Sure?"},
+                {"from": "gpt", "value": "Yes."},
+            ],
+        },
         {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]},
     ]
     (tmp_path / "data.json").write_text(json.dumps(items))
@@ -182,8 +208,11 @@ def test_llava_instruct_and_sharegpt_readers(tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps([item]))
         with pytest.raises(ValueError, match=message):
             open_source(str(tmp_path / "bad.json"))[0]
-    for spec, message in [("world:caption:x", "integers"), ("data.csv", "unknown data"),
-                          (str(tmp_path / "none.json"), "does not exist")]:
+    for spec, message in [
+        ("world:caption:x", "integers"),
+        ("data.csv", "unknown data"),
+        (str(tmp_path / "none.json"), "does not exist"),
+    ]:
         with pytest.raises(ValueError, match=message):
             open_source(spec)
 
@@ -195,8 +224,14 @@ CONTINUATION = 24
 
 def _distilled_dump(target: Target, out: Path) -> Path:
     prompts = [text_inputs(1, 6, seed=s) for s in range(PROMPTS)]
-    write_dump(target, lambda n: record_from_inputs(target, *extend_with_generation(target, prompts[n], CONTINUATION)),
-               PROMPTS, out, {"data": "tiny"}, samples_per_shard=6)
+    write_dump(
+        target,
+        lambda n: record_from_inputs(target, *extend_with_generation(target, prompts[n], CONTINUATION)),
+        PROMPTS,
+        out,
+        {"data": "tiny"},
+        samples_per_shard=6,
+    )
     return out
 
 
@@ -214,8 +249,10 @@ def _mean_tau(target: Target, draft: Draft) -> float:
 def test_training_reduces_loss_and_the_trained_draft_raises_tau(tmp_path):
     target = llama()
     data = _distilled_dump(target, tmp_path / "data")
-    config = RunConfig(DraftConfig(k=2), TrainConfig(lr=3e-3, batch_size=4, steps=150, eval_fraction=0.25,
-                                                     noise_std=0.02, warmup_steps=5))
+    config = RunConfig(
+        DraftConfig(k=2),
+        TrainConfig(lr=3e-3, batch_size=4, steps=150, eval_fraction=0.25, noise_std=0.02, warmup_steps=5),
+    )
     result = train(target, data, tmp_path / "draft", config)
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.7 * first, (first, last)
@@ -223,8 +260,10 @@ def test_training_reduces_loss_and_the_trained_draft_raises_tau(tmp_path):
     trained = Draft.from_pretrained(tmp_path / "draft")
     untrained = Draft.for_target(target, DraftConfig(k=2))
     trained_tau, untrained_tau = _mean_tau(target, trained), _mean_tau(target, untrained)
-    print(f"loss {first:.3f} -> {last:.3f}; held-out top-1 {result.eval['accuracy']}; "
-          f"tau untrained {untrained_tau:.2f}, trained {trained_tau:.2f}")
+    print(
+        f"loss {first:.3f} -> {last:.3f}; held-out top-1 {result.eval['accuracy']}; "
+        f"tau untrained {untrained_tau:.2f}, trained {trained_tau:.2f}"
+    )
     assert trained_tau > untrained_tau + 0.3
 
 
@@ -255,8 +294,20 @@ def test_training_refuses_user_mistakes(tmp_path):
     with pytest.raises(ValueError, match="--resume"):
         train(target, data, tmp_path / "d", RunConfig(train=TrainConfig(steps=1)))
     (tmp_path / "bad.toml").write_text("[train]\nlearning_rate = 1\n")
-    result = runner.invoke(app, ["train", "--target", "x", "--data", str(data), "--out", str(tmp_path / "e"),
-                                 "--config", str(tmp_path / "bad.toml")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--target",
+            "x",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "e"),
+            "--config",
+            str(tmp_path / "bad.toml"),
+        ],
+    )
     assert result.exit_code == 2 and "unknown keys ['learning_rate']" in result.output
 
 
@@ -271,8 +322,12 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path):
     args = ["--target", str(tmp_path / "target"), "--data", str(data), "--config", str(tmp_path / "run.toml")]
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "specflash.cli", "train", *args, "--out", str(killed)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "specflash.cli", "train", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 90
     while not list((killed / "checkpoints").glob("step-*/trainer_state.json")):
         assert process.poll() is None, process.stderr.read().decode()[-2000:]

@@ -54,8 +54,11 @@ def test_text_target_loads_with_auto_classes_and_answers():
 
 
 def test_all_shipped_weights_fit_the_budget():
-    total = sum((shipped_path(n) / "model.safetensors").stat().st_size
-                for n in SHIPPED if (shipped_path(n) / "model.safetensors").exists())
+    total = sum(
+        (shipped_path(n) / "model.safetensors").stat().st_size
+        for n in SHIPPED
+        if (shipped_path(n) / "model.safetensors").exists()
+    )
     assert total < 30 * 2**20
 
 

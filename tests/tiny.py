@@ -105,7 +105,13 @@ def qwen2_vl(seed: int = 0) -> Target:
     config = Qwen2VLConfig(
         **QWEN_SHARED,
         vision_config=dict(
-            depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=4, patch_size=4, spatial_merge_size=2,
+            depth=1,
+            embed_dim=32,
+            hidden_size=64,
+            mlp_ratio=2,
+            num_heads=4,
+            patch_size=4,
+            spatial_merge_size=2,
             temporal_patch_size=2,
         ),
     )
@@ -158,7 +164,7 @@ def qwen_inputs(images: int = 0, video_frames: int = 0, seed: int = 0) -> dict[s
     ids = torch.tensor([row])
     batch["input_ids"] = ids
     batch["attention_mask"] = torch.ones_like(ids)
-    batch["mm_token_type_ids"] = ((ids == QWEN_IMAGE).int() + 2 * (ids == QWEN_VIDEO).int())
+    batch["mm_token_type_ids"] = (ids == QWEN_IMAGE).int() + 2 * (ids == QWEN_VIDEO).int()
     return batch
 
 
@@ -210,9 +216,7 @@ def _row(inputs: dict[str, torch.Tensor], row: int, extra: list[int]) -> dict[st
     return out
 
 
-def fit_draft(
-    target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int, steps: int = 120, config=None
-):
+def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int, steps: int = 120, config=None):
     """A draft overfit on the target's own greedy continuation of a batch-1 prompt, so most of its
     proposals are accepted: long acceptance paths run. Every slot i learns f[t+1+i]."""
     from specflash import Draft, DraftConfig

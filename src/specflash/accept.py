@@ -96,9 +96,7 @@ def _path_to(tree: Tree, node: torch.Tensor, bonus: torch.Tensor) -> Acceptance:
     return Acceptance(path, depth + 1, bonus)
 
 
-def _accept_sampled(
-    tree: Tree, logits: torch.Tensor, sampling: Sampling, generator: torch.Generator
-) -> Acceptance:
+def _accept_sampled(tree: Tree, logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> Acceptance:
     probs = sampling.probs(logits).cpu().double()
     tokens, parents = tree.tokens.cpu().tolist(), tree.parents.cpu().tolist()
     ends, bonuses = [], []

@@ -92,8 +92,15 @@ def generate(
         pipe = load_pipeline(target, draft, device)
         if frames is not None and not pipe.takes_video and pipe.takes_images:
             console.print(f"{pipe.target_name} takes no video input: its {len(frames)} frames go in as images")
-        options = dict(images=images, video=frames, max_new_tokens=max_new_tokens, temperature=temperature,
-                       top_p=top_p, seed=seed, video_fps=fps)
+        options = dict(
+            images=images,
+            video=frames,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            video_fps=fps,
+        )
         if compare:
             pipe.chat(prompt, **{**options, "max_new_tokens": 2})  # warm-up, so neither run pays first-call costs
         printer = (lambda delta: console.print(delta, end="", highlight=False, markup=False)) if stream else None

@@ -255,7 +255,7 @@ def _new_tokens(tree: Tree, result: Acceptance) -> list[list[int]]:
     """Accepted draft tokens (the path without its root) then the bonus token, per row."""
     path_tokens = tree.tokens.gather(1, result.path).tolist()
     lengths, bonus = result.length.tolist(), result.bonus.tolist()
-    return [[*path_tokens[row][1:lengths[row]], bonus[row]] for row in range(len(lengths))]
+    return [[*path_tokens[row][1 : lengths[row]], bonus[row]] for row in range(len(lengths))]
 
 
 def _catch_up_inputs(

@@ -28,9 +28,7 @@ def _open_image(source: io.BytesIO | Path, label: str, max_pixels: int) -> Image
         image = Image.open(source)
         # Image.open reads only the header, so the size is known before the pixels are decoded.
         if image.width * image.height > max_pixels:
-            raise MediaError(
-                f"{label}: {image.width}x{image.height} pixels exceeds the limit of {max_pixels} pixels"
-            )
+            raise MediaError(f"{label}: {image.width}x{image.height} pixels exceeds the limit of {max_pixels} pixels")
         if image.format not in IMAGE_FORMATS:
             raise MediaError(f"{label}: format {image.format} is not supported (use PNG or JPEG)")
         image.load()

@@ -233,8 +233,13 @@ class Pipeline:
         `speculative=False` decodes plainly with the target alone (same harness, for comparisons)."""
         inputs = self.encode(messages, images, video, video_fps)
         decoder = IncrementalDecoder(self.tokenizer, stream)
-        options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                       stream=lambda _row, ids: decoder.add(ids))
+        options = dict(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stream=lambda _row, ids: decoder.add(ids),
+        )
         with self._lock:
             if speculative:
                 result = self.generator.generate(inputs, **options)
@@ -269,8 +274,15 @@ class Pipeline:
             content.append({"type": "video"})
         content.append({"type": "text", "text": prompt})
         return self.chat_messages(
-            [{"role": "user", "content": content}], images, video, max_new_tokens=max_new_tokens,
-            temperature=temperature, top_p=top_p, seed=seed, stream=stream, speculative=speculative,
+            [{"role": "user", "content": content}],
+            images,
+            video,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stream=stream,
+            speculative=speculative,
             video_fps=video_fps,
         )
 

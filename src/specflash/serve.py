@@ -43,8 +43,14 @@ class Limits:
 class ApiError(Exception):
     """A request the server refuses; becomes an OpenAI-shaped JSON error."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -104,16 +110,25 @@ class ImageSource:
         if url.startswith("data:"):
             return decode_data_url(url, self.max_pixels)
         if url.startswith(("http://", "https://")):
-            raise ApiError(400, "remote image URLs are not fetched; send the image as a base64 data URL", "messages",
-                           "unsupported_image_url")
+            raise ApiError(
+                400,
+                "remote image URLs are not fetched; send the image as a base64 data URL",
+                "messages",
+                "unsupported_image_url",
+            )
         if self.allow_files is None:
-            raise ApiError(403, "local image files are refused (start the server with --allow-files DIR)",
-                           "messages", "file_access_denied")
+            raise ApiError(
+                403,
+                "local image files are refused (start the server with --allow-files DIR)",
+                "messages",
+                "file_access_denied",
+            )
         path = Path(url.removeprefix("file://"))
         path = (path if path.is_absolute() else self.allow_files / path).resolve()
         if not path.is_relative_to(self.allow_files):
-            raise ApiError(403, f"image path {url!r} is outside the allowed directory", "messages",
-                           "file_access_denied")
+            raise ApiError(
+                403, f"image path {url!r} is outside the allowed directory", "messages", "file_access_denied"
+            )
         return load_image(path, self.max_pixels)
 
 
@@ -121,9 +136,11 @@ def _conversation(request: ChatRequest, images: ImageSource, limits: Limits) -> 
     """OpenAI messages -> the pipeline's chat messages ({"type": "image"} parts) and the images in order."""
     messages, loaded = [], []
     for message in request.messages:
-        content = message.content if isinstance(message.content, list) else [
-            ContentPart(type="text", text=message.content or "")
-        ]
+        content = (
+            message.content
+            if isinstance(message.content, list)
+            else [ContentPart(type="text", text=message.content or "")]
+        )
         parts = []
         for part in content:
             if part.type == "text":
@@ -143,17 +160,27 @@ def _conversation(request: ChatRequest, images: ImageSource, limits: Limits) -> 
 
 def _usage(result: ChatResult) -> dict:
     completion = len(result.token_ids)
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": completion,
-            "total_tokens": result.prompt_tokens + completion}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": result.prompt_tokens + completion,
+    }
 
 
 def _speculative_stats(pipe: Pipeline, result: ChatResult) -> dict:
     stats = result.stats
     return {
-        "draft": pipe.draft_name, "draft_trained": pipe.draft_trained, "tau": stats.tau, "cycles": stats.cycles,
-        "draft_forwards": stats.draft_forwards, "accept_lengths": stats.accept_lengths[0],
-        "alpha_by_depth": stats.alpha_by_depth, "wall_time": stats.wall_time, "prefill_time": stats.prefill_time,
-        "draft_time": stats.draft_time, "verify_time": stats.verify_time,
+        "draft": pipe.draft_name,
+        "draft_trained": pipe.draft_trained,
+        "tau": stats.tau,
+        "cycles": stats.cycles,
+        "draft_forwards": stats.draft_forwards,
+        "accept_lengths": stats.accept_lengths[0],
+        "alpha_by_depth": stats.alpha_by_depth,
+        "wall_time": stats.wall_time,
+        "prefill_time": stats.prefill_time,
+        "draft_time": stats.draft_time,
+        "verify_time": stats.verify_time,
         "tokens_per_second": result.tokens_per_second,
     }
 
@@ -195,11 +222,19 @@ class Server:
         except ValidationError as error:
             raise _validation_error(error) from None
         if chat.model not in (None, self.model_id):
-            raise ApiError(404, f"model {chat.model!r} is not served here; this server serves {self.model_id!r}",
-                           "model", "model_not_found")
+            raise ApiError(
+                404,
+                f"model {chat.model!r} is not served here; this server serves {self.model_id!r}",
+                "model",
+                "model_not_found",
+            )
         if chat.stop:
-            raise ApiError(400, "stop sequences are not supported; generation stops at the model's stop token",
-                           "stop", "unsupported_parameter")
+            raise ApiError(
+                400,
+                "stop sequences are not supported; generation stops at the model's stop token",
+                "stop",
+                "unsupported_parameter",
+            )
         max_tokens = chat.max_completion_tokens or chat.max_tokens
         if max_tokens is not None and max_tokens > self.limits.max_tokens:
             raise ApiError(400, f"max_tokens is at most {self.limits.max_tokens}", "max_tokens", "invalid_value")
@@ -211,8 +246,13 @@ class Server:
         try:
             messages, images = _conversation(chat, self.images, self.limits)
             return self.pipe.chat_messages(
-                messages, images, max_new_tokens=max_tokens, temperature=chat.temperature, top_p=chat.top_p,
-                seed=chat.seed if chat.seed is not None else secrets.randbelow(2**31), stream=stream,
+                messages,
+                images,
+                max_new_tokens=max_tokens,
+                temperature=chat.temperature,
+                top_p=chat.top_p,
+                seed=chat.seed if chat.seed is not None else secrets.randbelow(2**31),
+                stream=stream,
             )
         except MediaError as error:
             raise ApiError(400, str(error), "messages", "invalid_image") from None
@@ -222,18 +262,31 @@ class Server:
 
     def completion(self, result: ChatResult, completion_id: str) -> dict:
         return {
-            "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": self.model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                         "finish_reason": result.finish_reason, "logprobs": None}],
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": result.finish_reason,
+                    "logprobs": None,
+                }
+            ],
             "usage": _usage(result),
             "specflash": _speculative_stats(self.pipe, result),
         }
 
     def chunk(self, completion_id: str, delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": self.model_id,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-                **extra}
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            **extra,
+        }
         return f"data: {json.dumps(body)}\n\n"
 
     async def stream(self, chat: ChatRequest, completion_id: str) -> StreamingResponse | JSONResponse:
@@ -276,8 +329,9 @@ class Server:
                         yield f"data: {json.dumps(value.body())}\n\n"
                         break
                     else:
-                        yield self.chunk(completion_id, {}, value.finish_reason,
-                                         specflash=_speculative_stats(self.pipe, value))
+                        yield self.chunk(
+                            completion_id, {}, value.finish_reason, specflash=_speculative_stats(self.pipe, value)
+                        )
                         if chat.stream_options and chat.stream_options.include_usage:
                             yield f"data: {json.dumps(self._usage_chunk(completion_id, value))}\n\n"
                         break
@@ -289,8 +343,14 @@ class Server:
         return StreamingResponse(sse(), media_type="text/event-stream")
 
     def _usage_chunk(self, completion_id: str, result: ChatResult) -> dict:
-        return {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": self.model_id, "choices": [], "usage": _usage(result)}
+        return {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model_id,
+            "choices": [],
+            "usage": _usage(result),
+        }
 
 
 def create_app(pipe: Pipeline, allow_files: Path | None = None, limits: Limits | None = None) -> FastAPI:
@@ -304,13 +364,16 @@ def create_app(pipe: Pipeline, allow_files: Path | None = None, limits: Limits |
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
         kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
-        return JSONResponse(ApiError(error.status_code, str(error.detail), None, None, kind).body(),
-                            status_code=error.status_code)
+        return JSONResponse(
+            ApiError(error.status_code, str(error.detail), None, None, kind).body(), status_code=error.status_code
+        )
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": server.model_id, "object": "model", "created": server.created,
-                                            "owned_by": "specflash"}]}
+        return {
+            "object": "list",
+            "data": [{"id": server.model_id, "object": "model", "created": server.created, "owned_by": "specflash"}],
+        }
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
@@ -331,7 +394,12 @@ def create_app(pipe: Pipeline, allow_files: Path | None = None, limits: Limits |
     return app
 
 
-def run_server(pipe: Pipeline, host: str = "127.0.0.1", port: int = 8000, allow_files: Path | None = None,
-               limits: Limits | None = None) -> None:
+def run_server(
+    pipe: Pipeline,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allow_files: Path | None = None,
+    limits: Limits | None = None,
+) -> None:
     """Serve until interrupted."""
     uvicorn.run(create_app(pipe, allow_files, limits), host=host, port=port, log_level="info")

@@ -78,8 +78,13 @@ def bench(
         records = runner.run(task_list, n, seed, out, progress=lambda: progress.advance(job))
     results = summarize(records, depth, temperature)
     settings = {
-        "target": target, "drafts": {k: str(v) for k, v in draft_dirs.items()}, "tasks": task_list, "n": n,
-        "temperature": temperature, "seed": seed, "max_new_tokens": max_new_tokens,
+        "target": target,
+        "drafts": {k: str(v) for k, v in draft_dirs.items()},
+        "tasks": task_list,
+        "n": n,
+        "temperature": temperature,
+        "seed": seed,
+        "max_new_tokens": max_new_tokens,
         "tree": {"depth": depth, "top_k": top_k, "total_tokens": total_tokens},
         "timing": "wall time of the whole call: vision encoding, target and draft prefill, decoding",
     }
@@ -90,8 +95,16 @@ def bench(
 
 
 def _profile(
-    console: Console, shape: str, layers: int | None, kind: str, device: str | None, dtype: str | None,
-    depth: int, top_k: int, total_tokens: int, out: Path,
+    console: Console,
+    shape: str,
+    layers: int | None,
+    kind: str,
+    device: str | None,
+    dtype: str | None,
+    depth: int,
+    top_k: int,
+    total_tokens: int,
+    out: Path,
 ) -> None:
     import json
 
@@ -120,9 +133,10 @@ def _profile(
         f"{result['floor_ms_per_token']:.1f} ms/token ({result['decode_weight_gb']:.2f} GB at "
         f"{result['copy_bandwidth_gb_s']:.0f} GB/s)"
     )
-    console.print("target forward by tree tokens (ms): " + ", ".join(
-        f"{k}: {v:.1f}" for k, v in result["verify_ms_by_tree_tokens"].items()
-    ))
+    console.print(
+        "target forward by tree tokens (ms): "
+        + ", ".join(f"{k}: {v:.1f}" for k, v in result["verify_ms_by_tree_tokens"].items())
+    )
     for name, entry in result["drafts"].items():
         implied = "; ".join(f"tau {i['tau']}: {i['speedup']:.2f}x" for i in entry["implied"])
         console.print(

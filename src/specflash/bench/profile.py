@@ -24,6 +24,7 @@ from specflash.tree import TreeConfig, grow
 
 def _timed(run: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
     """Median seconds of `repeats` runs after one warm-up, with the GPU synchronised."""
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -101,8 +101,14 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
     for r in results:
         equal = {True: "yes", False: "NO", None: "-"}[r["equal_to_ar"]]
         table.add_row(
-            r["task"], r["method"], f"{r['speedup']:.2f}x", f"{r['tau']:.2f}", f"{r['draft_forwards_per_cycle']:.2f}",
-            f"{r['draft_time_share']:.0%}", f"{r['tokens_per_s']:.1f}", equal,
+            r["task"],
+            r["method"],
+            f"{r['speedup']:.2f}x",
+            f"{r['tau']:.2f}",
+            f"{r['draft_forwards_per_cycle']:.2f}",
+            f"{r['draft_time_share']:.0%}",
+            f"{r['tokens_per_s']:.1f}",
+            equal,
         )
     console.print(table)
 

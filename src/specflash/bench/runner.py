@@ -91,9 +91,19 @@ class Bench:
                     stats = result.stats
                     task_records.append(
                         Record(
-                            method, task, index, stats.new_tokens, stats.wall_time, stats.prefill_time,
-                            stats.draft_time, stats.verify_time, stats.cycles, stats.draft_forwards,
-                            stats.accept_lengths[0], stats.draft_accepted, result.new_token_ids[0],
+                            method,
+                            task,
+                            index,
+                            stats.new_tokens,
+                            stats.wall_time,
+                            stats.prefill_time,
+                            stats.draft_time,
+                            stats.verify_time,
+                            stats.cycles,
+                            stats.draft_forwards,
+                            stats.accept_lengths[0],
+                            stats.draft_accepted,
+                            result.new_token_ids[0],
                         )
                     )
                 if progress:

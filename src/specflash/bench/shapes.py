@@ -33,16 +33,31 @@ def build(shape: str, layers: int | None, dtype: torch.dtype, device: str) -> Ta
 
 def _llava(layers: int | None) -> LlavaForConditionalGeneration:
     text = LlamaConfig(
-        vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers or 32,
-        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5,
+        vocab_size=32064,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=layers or 32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
     )
     vision = CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
-        patch_size=14, projection_dim=768,
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=LLAVA_IMAGE_TOKEN, vision_feature_layer=-2,
-        vision_feature_select_strategy="default", attn_implementation="sdpa",
+        vision_config=vision,
+        text_config=text,
+        image_token_index=LLAVA_IMAGE_TOKEN,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        attn_implementation="sdpa",
     )
     return LlavaForConditionalGeneration(config)
 
@@ -50,17 +65,34 @@ def _llava(layers: int | None) -> LlavaForConditionalGeneration:
 def _qwen(layers: int | None) -> Qwen2_5_VLForConditionalGeneration:
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=layers or 28,
-            num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000, rms_norm_eps=1e-6,
+            vocab_size=152064,
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=layers or 28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            max_position_embeddings=128000,
+            rms_norm_eps=1e-6,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
         ),
         vision_config=dict(
-            depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=3584,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[7, 15, 23, 31],
             tokens_per_second=2,
         ),
-        image_token_id=QWEN_IMAGE_TOKEN, video_token_id=QWEN_VIDEO_TOKEN, vision_start_token_id=151652,
-        vision_end_token_id=151653, attn_implementation="sdpa",
+        image_token_id=QWEN_IMAGE_TOKEN,
+        video_token_id=QWEN_VIDEO_TOKEN,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
+        attn_implementation="sdpa",
     )
     return Qwen2_5_VLForConditionalGeneration(config)
 

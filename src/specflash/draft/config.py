@@ -26,6 +26,7 @@ class DraftConfig:
     hidden_size: int | None = None
     vocab_size: int | None = None
     target_family: str | None = None
+    target_model_type: str | None = None  # tells apart architectures one family serves (Qwen2-VL, Qwen2.5-VL)
 
     def __post_init__(self) -> None:
         for name in ("k", "layers"):
@@ -48,6 +49,7 @@ class DraftConfig:
             hidden_size=target.hidden_size,
             vocab_size=target.vocab_size,
             target_family=target.family_name,
+            target_model_type=target.model_type,
         )
 
     def to_json(self, path: Path) -> None:

@@ -51,7 +51,11 @@ class Draft(nn.Module):
         self.fc = nn.Linear(2 * dim, dim, bias=True)
         self.layers = nn.ModuleList(
             DecoderLayer(
-                dim, config.heads, config.kv_heads, config.intermediate_size, config.rope_theta,
+                dim,
+                config.heads,
+                config.kv_heads,
+                config.intermediate_size,
+                config.rope_theta,
                 config.rms_norm_eps,
             )
             for _ in range(config.layers)
@@ -77,6 +81,7 @@ class Draft(nn.Module):
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters by part: the plain draft (fusion and layers), the k-slot head, the
         compressor."""
+
         def count(module: nn.Module | None) -> int:
             return 0 if module is None else sum(p.numel() for p in module.parameters())
 
@@ -152,8 +157,9 @@ class Draft(nn.Module):
                 ("hidden size", config.hidden_size, target.hidden_size),
                 ("vocabulary size", config.vocab_size, target.vocab_size),
                 ("model family", config.target_family, target.family_name),
+                ("model type", config.target_model_type, target.model_type),
             )
-            if mine != theirs
+            if mine is not None and mine != theirs
         ]
         if problems:
             raise ValueError("the draft was built for another target (" + "; ".join(problems) + ")")

@@ -106,6 +106,10 @@ class Target:
         return self.family.name
 
     @property
+    def model_type(self) -> str:
+        return self.model.config.model_type
+
+    @property
     def hidden_size(self) -> int:
         return self.family.text_config.hidden_size
 

@@ -27,8 +27,11 @@ def load_target(name: str, device: str | None = None) -> Target:
 
 def dump(
     target: str = typer.Option(..., help=TARGET_HELP),
-    data: str = typer.Option(..., help="world:TASKS[:N[:SEED]] (e.g. world:caption,instruct,video:200) or a "
-                                       "LLaVA-Instruct / ShareGPT .json file."),
+    data: str = typer.Option(
+        ...,
+        help="world:TASKS[:N[:SEED]] (e.g. world:caption,instruct,video:200) or a "
+        "LLaVA-Instruct / ShareGPT .json file.",
+    ),
     out: Path = typer.Option(..., help="Output directory (index.json + shards); rerun to resume."),
     self_distill: bool = typer.Option(False, help="Regenerate every assistant turn with the target first."),
     max_new_tokens: int = typer.Option(256, help="Longest self-distilled answer."),
@@ -47,14 +50,24 @@ def dump(
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("dump", total=len(source))
             index = dump_features(
-                model, source, out, {"data": data, "target": target}, self_distilled=self_distill,
-                max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                samples_per_shard=samples_per_shard, dtype=dtype, progress=lambda n: progress.advance(task, n),
+                model,
+                source,
+                out,
+                {"data": data, "target": target},
+                self_distilled=self_distill,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+                samples_per_shard=samples_per_shard,
+                dtype=dtype,
+                progress=lambda n: progress.advance(task, n),
             )
     tokens = sum(s["tokens"] for s in index["shards"])
     assistant = sum(s["assistant_tokens"] for s in index["shards"])
-    console.print(f"{len(source)} conversations, {tokens} tokens ({assistant} assistant) in {len(index['shards'])} "
-                  f"shard(s) under {out}")
+    console.print(
+        f"{len(source)} conversations, {tokens} tokens ({assistant} assistant) in {len(index['shards'])} "
+        f"shard(s) under {out}"
+    )
 
 
 def train(
@@ -74,5 +87,7 @@ def train(
         result = trainer.run(show_progress=True)
     if trainer.accelerator.is_main_process:
         accuracy = ", ".join(f"{a:.3f}" for a in result.eval.get("accuracy", []))
-        console.print(f"draft written to {result.out} after {result.steps} steps"
-                      + (f"; held-out top-1 per slot: {accuracy}" if accuracy else ""))
+        console.print(
+            f"draft written to {result.out} after {result.steps} steps"
+            + (f"; held-out top-1 per slot: {accuracy}" if accuracy else "")
+        )

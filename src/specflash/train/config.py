@@ -1,11 +1,11 @@
 """Training configuration: the draft's shape and the optimisation knobs, read from one TOML file.
 
-    [draft]            # DraftConfig fields (k, latents, layers, heads, ...)
-    k = 3
-    latents = 16
-    [train]            # TrainConfig fields
-    lr = 3e-4
-    batch_size = 8
+[draft]            # DraftConfig fields (k, latents, layers, heads, ...)
+k = 3
+latents = 16
+[train]            # TrainConfig fields
+lr = 3e-4
+batch_size = 8
 """
 
 from __future__ import annotations
@@ -48,8 +48,16 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("steps", "warmup_steps", "weight_decay", "grad_clip", "noise_std", "save_every", "w_ce",
-                     "w_smooth_l1"):
+        for name in (
+            "steps",
+            "warmup_steps",
+            "weight_decay",
+            "grad_clip",
+            "noise_std",
+            "save_every",
+            "w_ce",
+            "w_smooth_l1",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.eval_fraction < 1:

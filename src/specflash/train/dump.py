@@ -42,8 +42,13 @@ def record_from_inputs(target: Target, inputs: dict[str, torch.Tensor], loss_mas
         raise ValueError(f"loss mask has {loss_mask.shape[0]} entries for {batch['input_ids'].shape[1]} tokens")
     _, prefill = target.prefill(batch)
     spans = prefill.spans[0]
-    record = Record(batch["input_ids"][0].cpu(), loss_mask.bool().cpu(), prefill.features[0].cpu(),
-                    torch.zeros(0, target.hidden_size), spans)
+    record = Record(
+        batch["input_ids"][0].cpu(),
+        loss_mask.bool().cpu(),
+        prefill.features[0].cpu(),
+        torch.zeros(0, target.hidden_size),
+        spans,
+    )
     record.visual_embeds = prefill.embeds[0, record.visual_positions().to(prefill.embeds.device)].cpu()
     return record
 
@@ -79,8 +84,9 @@ def self_distill(
             continue
         prompt = Conversation(messages[:turn], *_media_before(conversation, messages[:turn]), conversation.key)
         inputs, _ = encode_conversation(target, prompt, add_generation_prompt=True)
-        result = autoregressive_generate(target, inputs, max_new_tokens=max_new_tokens, temperature=temperature,
-                                         seed=seed + turn)
+        result = autoregressive_generate(
+            target, inputs, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + turn
+        )
         answer = [t for t in result.new_token_ids[0] if t not in stop]
         message["content"] = [{"type": "text", "text": tokenizer.decode(answer, skip_special_tokens=True)}]
     return Conversation(messages, conversation.images, conversation.video, conversation.key)
@@ -119,8 +125,9 @@ def dump(
     mode = {"mode": "self-distill" if self_distilled else "teacher-forced"}
     if self_distilled:
         mode.update(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    return write_dump(target, make_record, len(conversations), out, {**settings, **mode}, samples_per_shard, dtype,
-                      progress)
+    return write_dump(
+        target, make_record, len(conversations), out, {**settings, **mode}, samples_per_shard, dtype, progress
+    )
 
 
 def write_dump(
@@ -168,9 +175,15 @@ def write_dump(
                 progress(1)
         name = shard_name(first // samples_per_shard)
         write_shard(out / name, first, records, STORAGE_DTYPES[dtype])
-        index["shards"].append({"file": name, "first": first, "samples": size,
-                                "tokens": sum(len(r.input_ids) for r in records),
-                                "assistant_tokens": sum(int(r.loss_mask.sum()) for r in records)})
+        index["shards"].append(
+            {
+                "file": name,
+                "first": first,
+                "samples": size,
+                "tokens": sum(len(r.input_ids) for r in records),
+                "assistant_tokens": sum(int(r.loss_mask.sum()) for r in records),
+            }
+        )
         index["shards"].sort(key=lambda s: s["first"])
         write_json_atomic(out / INDEX_FILE, index)
     index["complete"] = True
@@ -184,6 +197,8 @@ def _resume_index(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     existing = read_index(out)
     for key, value in header.items():
         if existing.get(key) != value:
-            raise ValueError(f"{out} holds a dump with other settings ({key}: {existing.get(key)} here, {value} "
-                             "asked); use another --out directory")
+            raise ValueError(
+                f"{out} holds a dump with other settings ({key}: {existing.get(key)} here, {value} "
+                "asked); use another --out directory"
+            )
     return {**existing, "complete": False}

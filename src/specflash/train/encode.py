@@ -71,8 +71,9 @@ def assistant_mask(tokenizer: Any, messages: list[dict]) -> tuple[list[int], lis
     """(token ids, mask) of the rendered conversation before media expansion."""
     template = tokenizer.chat_template or ""
     if GENERATION_MARKER.search(template):
-        out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
+        out = tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
         return list(out["input_ids"]), list(out["assistant_masks"])
     return assistant_mask_by_offsets(tokenizer, messages)
 
@@ -81,8 +82,10 @@ def assistant_mask_by_offsets(tokenizer: Any, messages: list[dict]) -> tuple[lis
     """The offset method of the module docstring, for templates without generation markers."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("the chat template has no {% generation %} markers and the tokenizer is not a fast one "
-                         "(offsets are needed to find the assistant tokens)")
+        raise ValueError(
+            "the chat template has no {% generation %} markers and the tokenizer is not a fast one "
+            "(offsets are needed to find the assistant tokens)"
+        )
     out = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = out["input_ids"], out["offset_mapping"]
     mask, cursor = [0] * len(ids), 0
@@ -118,8 +121,10 @@ def expand_mask(short_ids: list[int], short_mask: list[int], long_ids: list[int]
     while i < len(short_ids):
         token = short_ids[i]
         if j >= len(long_ids) or long_ids[j] != token:
-            raise ValueError("the processor's token ids do not match the chat template's (the mask cannot be "
-                             f"carried over) at template token {i}")
+            raise ValueError(
+                "the processor's token ids do not match the chat template's (the mask cannot be "
+                f"carried over) at template token {i}"
+            )
         if token in media_ids:
             while i < len(short_ids) and short_ids[i] == token:
                 i += 1
@@ -151,9 +156,7 @@ def encode_conversation(
     # The same rule as at inference, so the draft trains on the features it will see.
     special = adds_special_tokens(tokenizer, text)
     encoder = tokenizer if target.family_name == "text" else processor
-    inputs = dict(
-        processor_inputs(encoder, [text], images, videos, video_fps=VIDEO_FPS, add_special_tokens=special)
-    )
+    inputs = dict(processor_inputs(encoder, [text], images, videos, video_fps=VIDEO_FPS, add_special_tokens=special))
     if add_generation_prompt:
         return inputs, torch.zeros(inputs["input_ids"].shape[1], dtype=torch.bool)
     short_ids, short_mask = assistant_mask(tokenizer, messages)

@@ -139,6 +139,7 @@ def open_source(spec: str, image_root: str | Path | None = None) -> WorldSource 
         return parse_world_spec(spec)
     path = Path(spec)
     if path.suffix != ".json":
-        raise ValueError(f"unknown data {spec!r}: use world:TASKS[:N[:SEED]] or a .json file "
-                         "(LLaVA-Instruct or ShareGPT format)")
+        raise ValueError(
+            f"unknown data {spec!r}: use world:TASKS[:N[:SEED]] or a .json file (LLaVA-Instruct or ShareGPT format)"
+        )
     return JsonSource(path, Path(image_root) if image_root else None)

@@ -92,8 +92,10 @@ class FeatureStore:
         self.directory = Path(directory)
         self.index = read_index(self.directory)
         if not self.index.get("complete"):
-            raise ValueError(f"{self.directory}: the dump is unfinished; rerun `specflash dump` with the same "
-                             "arguments to complete it")
+            raise ValueError(
+                f"{self.directory}: the dump is unfinished; rerun `specflash dump` with the same "
+                "arguments to complete it"
+            )
         self._where: dict[int, str] = {}
         for shard in self.index["shards"]:
             path = self.directory / shard["file"]

@@ -52,8 +52,9 @@ class SequenceForward(torch.nn.Module):
         super().__init__()
         self.draft = draft
 
-    def forward(self, features: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
-                spans: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor, spans: list
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.draft.forward_sequence(features, embeds, attention_mask, spans)
 
 
@@ -68,8 +69,9 @@ def lr_at(step: int, total: int, config: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(self, target: Target, data: str | Path, out: str | Path, config: RunConfig | None = None,
-                 resume: bool = False) -> None:
+    def __init__(
+        self, target: Target, data: str | Path, out: str | Path, config: RunConfig | None = None, resume: bool = False
+    ) -> None:
         self.target, self.out = target, Path(out)
         self.store = FeatureStore(data)
         check_store_fits(self.store, target)
@@ -77,8 +79,9 @@ class Trainer:
         settings = self.config.train
         # With compression, a batch without media leaves the compressor unused: DDP must be told.
         unused = DistributedDataParallelKwargs(find_unused_parameters=self.config.draft.latents > 0)
-        self.accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=target.device.type == "cpu",
-                                       kwargs_handlers=[unused])
+        self.accelerator = Accelerator(
+            mixed_precision=settings.mixed_precision, cpu=target.device.type == "cpu", kwargs_handlers=[unused]
+        )
         target.model.requires_grad_(False)
         self.train_ids, self.eval_ids = split_samples(len(self.store), settings.eval_fraction, settings.seed)
         self.global_batch = settings.batch_size * self.accelerator.num_processes
@@ -110,8 +113,9 @@ class Trainer:
             draft = Draft.from_pretrained(self.checkpoint, device=self.target.device, dtype=torch.float32)
             draft.check_target(self.target)
         draft.train()
-        optimizer = torch.optim.AdamW(draft.parameters(), lr=settings.lr, betas=(0.9, 0.95),
-                                      weight_decay=settings.weight_decay)
+        optimizer = torch.optim.AdamW(
+            draft.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay
+        )
         step = 0
         if self.checkpoint is not None:
             load_optimizer_moments(draft, optimizer, self.checkpoint / OPTIMIZER_FILE)
@@ -136,8 +140,17 @@ class Trainer:
             inputs = inputs + settings.noise_std * noise
         with self.accelerator.autocast():
             predicted, has = model(inputs, batch.embeds, batch.attention_mask, batch.spans)
-            return slot_losses(predicted, has, batch.features, batch.loss_mask, batch.attention_mask,
-                               self._logits, self.slot_weights, settings.w_smooth_l1, settings.w_ce)
+            return slot_losses(
+                predicted,
+                has,
+                batch.features,
+                batch.loss_mask,
+                batch.attention_mask,
+                self._logits,
+                self.slot_weights,
+                settings.w_smooth_l1,
+                settings.w_ce,
+            )
 
     def _logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.target.logits(features.to(self.target.dtype))
@@ -158,8 +171,10 @@ class Trainer:
             counted = [a + b for a, b in zip(counted, result.counted, strict=True)]
             loss, batches = loss + float(result.total), batches + 1
         model.train(was_training)
-        totals = self.accelerator.reduce(torch.tensor([*correct, *counted, loss, batches], dtype=torch.float64,
-                                                      device=self.accelerator.device), "sum").tolist()
+        totals = self.accelerator.reduce(
+            torch.tensor([*correct, *counted, loss, batches], dtype=torch.float64, device=self.accelerator.device),
+            "sum",
+        ).tolist()
         correct, counted = totals[:k], totals[k : 2 * k]
         return {
             "samples": len(self.eval_ids),
@@ -179,8 +194,12 @@ class Trainer:
             for name in (METRICS_FILE, EVAL_FILE):
                 _truncate_log(self.out / name, start)
         losses = [json.loads(line)["loss"] for line in _lines(self.out / METRICS_FILE)]
-        columns = (TextColumn("[bold]train[/] {task.fields[info]}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("[bold]train[/] {task.fields[info]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, disable=not (show_progress and main)) as progress:
             task = progress.add_task("train", total=self.total_steps, completed=start, info="")
             for step in range(start, self.total_steps):
@@ -198,11 +217,21 @@ class Trainer:
                 losses.append(loss)
                 done = step + 1
                 if main:
-                    _append(self.out / METRICS_FILE, {
-                        "step": done, "epoch": step // self.steps_per_epoch, "loss": loss, "lr": lr, "samples": samples,
-                        "smooth_l1": result.smooth_l1, "cross_entropy": result.cross_entropy,
-                        "accuracy": [c / n if n else 0.0 for c, n in zip(result.correct, result.counted, strict=True)],
-                    })
+                    _append(
+                        self.out / METRICS_FILE,
+                        {
+                            "step": done,
+                            "epoch": step // self.steps_per_epoch,
+                            "loss": loss,
+                            "lr": lr,
+                            "samples": samples,
+                            "smooth_l1": result.smooth_l1,
+                            "cross_entropy": result.cross_entropy,
+                            "accuracy": [
+                                c / n if n else 0.0 for c, n in zip(result.correct, result.counted, strict=True)
+                            ],
+                        },
+                    )
                 progress.update(task, advance=1, info=f"loss {loss:.4f}")
                 if (settings.save_every and done % settings.save_every == 0) or done == self.total_steps:
                     self._save(draft, optimizer, done)
@@ -218,15 +247,27 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             epoch, position = divmod(step, self.steps_per_epoch)
-            state = {"step": step, "epoch": epoch, "batch_in_epoch": position, "seed": self.config.train.seed,
-                     "samples_seen": step * self.global_batch, "processes": self.accelerator.num_processes,
-                     "data_order": "epoch e: torch.randperm of the training split, generator seed*100003+e+1"}
+            state = {
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": position,
+                "seed": self.config.train.seed,
+                "samples_seen": step * self.global_batch,
+                "processes": self.accelerator.num_processes,
+                "data_order": "epoch e: torch.randperm of the training split, generator seed*100003+e+1",
+            }
             save_checkpoint(self.out, draft, _raw_optimizer(optimizer), state, self.config.train.keep_checkpoints)
         self.accelerator.wait_for_everyone()
 
 
-def train(target: Target, data: str | Path, out: str | Path, config: RunConfig | None = None,
-          resume: bool = False, show_progress: bool = False) -> TrainResult:
+def train(
+    target: Target,
+    data: str | Path,
+    out: str | Path,
+    config: RunConfig | None = None,
+    resume: bool = False,
+    show_progress: bool = False,
+) -> TrainResult:
     """Train a draft for `target` on the features in `data`; the draft is written to `out`
     (config.json + model.safetensors), checkpoints to out/checkpoints/."""
     return Trainer(target, data, out, config, resume).run(show_progress)

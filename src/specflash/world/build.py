@@ -47,27 +47,52 @@ def family_of(name: str) -> str:
 
 def token_ids(tok: PreTrainedTokenizerFast) -> dict[str, int]:
     c = tok.convert_tokens_to_ids
-    return {"pad": c("<|endoftext|>"), "eos": c("<|im_end|>"), "llava_image": c("<image>"),
-            "image": c("<|image_pad|>"), "video": c("<|video_pad|>"), "vision_start": c("<|vision_start|>"),
-            "vision_end": c("<|vision_end|>")}
+    return {
+        "pad": c("<|endoftext|>"),
+        "eos": c("<|im_end|>"),
+        "llava_image": c("<image>"),
+        "image": c("<|image_pad|>"),
+        "video": c("<|video_pad|>"),
+        "vision_start": c("<|vision_start|>"),
+        "vision_end": c("<|vision_end|>"),
+    }
 
 
 def _save_qwen_processor(tok: PreTrainedTokenizerFast, out: Path) -> None:
     # Written as Qwen2_5_VLProcessor.save_pretrained would; built by hand because that class needs
     # torchvision to be constructed (see processing.py).
     image_processor = Qwen2VLImageProcessorPil(
-        patch_size=QWEN_PATCH, merge_size=QWEN_MERGE, temporal_patch_size=2,
+        patch_size=QWEN_PATCH,
+        merge_size=QWEN_MERGE,
+        temporal_patch_size=2,
         size={"shortest_edge": MIN_PIXELS, "longest_edge": QWEN_IMAGE_SIZE**2},
     )
     image_processor.save_pretrained(out)
     config = json.loads((out / "preprocessor_config.json").read_text())
     config.update(image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2_5_VLProcessor")
     (out / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
-    video = {k: config[k] for k in ("do_convert_rgb", "do_normalize", "do_rescale", "do_resize", "image_mean",
-                                    "image_std", "merge_size", "patch_size", "rescale_factor", "temporal_patch_size")}
-    video.update(video_processor_type="Qwen2VLVideoProcessor", processor_class="Qwen2_5_VLProcessor",
-                 size={"shortest_edge": MIN_PIXELS, "longest_edge": QWEN_VIDEO_SIZE**2}, do_sample_frames=False,
-                 resample=config.get("resample", 3))
+    video = {
+        k: config[k]
+        for k in (
+            "do_convert_rgb",
+            "do_normalize",
+            "do_rescale",
+            "do_resize",
+            "image_mean",
+            "image_std",
+            "merge_size",
+            "patch_size",
+            "rescale_factor",
+            "temporal_patch_size",
+        )
+    }
+    video.update(
+        video_processor_type="Qwen2VLVideoProcessor",
+        processor_class="Qwen2_5_VLProcessor",
+        size={"shortest_edge": MIN_PIXELS, "longest_edge": QWEN_VIDEO_SIZE**2},
+        do_sample_frames=False,
+        resample=config.get("resample", 3),
+    )
     (out / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
     (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}, indent=2))
     (out / "chat_template.jinja").write_text(tok.chat_template)
@@ -82,8 +107,11 @@ def save_processor(family: str, tok: PreTrainedTokenizerFast, out: Path) -> None
                 size={"shortest_edge": LLAVA_IMAGE_SIZE},
                 crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE},
             ),
-            tokenizer=tok, patch_size=LLAVA_PATCH, vision_feature_select_strategy="default",
-            num_additional_image_tokens=1, chat_template=tok.chat_template,
+            tokenizer=tok,
+            patch_size=LLAVA_PATCH,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,
+            chat_template=tok.chat_template,
         ).save_pretrained(out)
     elif family == "qwen":
         _save_qwen_processor(tok, out)
@@ -98,6 +126,7 @@ def new_model(name: str, size: str, out: Path, seed: int) -> PreTrainedModel:
     ids = token_ids(tok)
     torch.manual_seed(seed)
     model = MODEL_CLASSES[family](model_config(family, size, len(tok), ids))
-    GenerationConfig(eos_token_id=ids["eos"], pad_token_id=ids["pad"], do_sample=False,
-                     max_new_tokens=256).save_pretrained(out)
+    GenerationConfig(
+        eos_token_id=ids["eos"], pad_token_id=ids["pad"], do_sample=False, max_new_tokens=256
+    ).save_pretrained(out)
     return model

@@ -34,8 +34,10 @@ def build(
                 files.append(f"{i:05d}_{j:02d}.png")
                 im.save(out / files[-1])
             turns = [{"qtype": t.qtype, "value": repr(t.value)} for t in s.turns]
-            f.write(json.dumps({"key": s.key, "task": s.task, "files": files, "messages": s.messages,
-                                "turns": turns}) + "\n")
+            f.write(
+                json.dumps({"key": s.key, "task": s.task, "files": files, "messages": s.messages, "turns": turns})
+                + "\n"
+            )
     console.print(f"wrote {n} {task} samples to {out}")
 
 
@@ -47,6 +49,7 @@ def train(
     steps: int = typer.Option(None, help="Optimizer steps (default: the recipe's)."),
     batch: int = typer.Option(16, help="Sequences per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    vision_lr_scale: float = typer.Option(0.1, help="Vision side's rate after the warm-up, as a fraction of --lr."),
     seed: int = typer.Option(0, help="Seed for weights and the training data stream."),
     save_every: int = typer.Option(250, help="Checkpoint every N steps."),
     resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
@@ -60,11 +63,21 @@ def train(
 
     torch.set_num_threads(threads)
     out = out or Path("world-models") / target
-    cfg = TrainConfig(name=target, out=str(out), size=size, steps=steps or DEFAULT_STEPS[target], batch=batch,
-                      lr=lr, seed=seed, save_every=save_every)
+    cfg = TrainConfig(
+        name=target,
+        out=str(out),
+        size=size,
+        steps=steps or DEFAULT_STEPS[target],
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        save_every=save_every,
+        vision_lr_scale=vision_lr_scale,
+    )
     state = run_training(cfg, resume=resume)
-    console.print(f"trained {target}: {state['step']} steps, loss {state['loss']:.3f}, "
-                  f"{state['elapsed_s'] / 60:.1f} min")
+    console.print(
+        f"trained {target}: {state['step']} steps, loss {state['loss']:.3f}, {state['elapsed_s'] / 60:.1f} min"
+    )
     if ship:
         console.print(f"shipped to {ship_model(out, target)}")
 

@@ -25,18 +25,36 @@ Prompt = tuple[list[dict], list, list | None]  # messages, images, video frames
 
 
 @torch.inference_mode()
-def generate(model, processor, prompts: list[Prompt], max_new_tokens: int, batch: int = 16,
-             progress: Progress | None = None, label: str = "") -> list[str]:
+def generate(
+    model,
+    processor,
+    prompts: list[Prompt],
+    max_new_tokens: int,
+    batch: int = 16,
+    progress: Progress | None = None,
+    label: str = "",
+) -> list[str]:
     """Greedy answers, batched with left padding."""
     tok = tokenizer_of(processor)
     bar = progress.add_task(label, total=len(prompts)) if progress else None
     answers: list[str] = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
-        inputs = encode(processor, [p[0] for p in chunk], [p[1] for p in chunk], [p[2] for p in chunk],
-                        add_generation_prompt=True, padding_side="left")
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        inputs = encode(
+            processor,
+            [p[0] for p in chunk],
+            [p[1] for p in chunk],
+            [p[2] for p in chunk],
+            add_generation_prompt=True,
+            padding_side="left",
+        )
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         new = out[:, inputs["input_ids"].shape[1] :]
         answers += tok.batch_decode(new, skip_special_tokens=True)
         if progress is not None and bar is not None:
@@ -84,8 +102,9 @@ def evaluate(target: str | Path, n: int = 100, seed: int = 0, batch: int = 16) -
         result["questions"] = len(correct)
         if family == "qwen":
             vids = make_samples("video", "eval", n, seed)
-            texts = generate(model, processor, [(s.messages[:1], [], s.video) for s in vids], 160, batch,
-                             progress, "videos")
+            texts = generate(
+                model, processor, [(s.messages[:1], [], s.video) for s in vids], 160, batch, progress, "videos"
+            )
             hits = total = 0
             for s, text in zip(vids, texts, strict=True):
                 said, real = parse_events(text), [e.key() for e in s.events]

@@ -95,13 +95,16 @@ def _object_sentence(rng: random.Random, obj: WorldObject, first: bool) -> str:
 
 def _intro(rng: random.Random, scene: Scene) -> str:
     t, n = scene.scene_type, len(scene.objects)
-    return pick(rng, (
-        f"This picture shows {article(t)} {t} with {count_phrase(rng, n)}.",
-        f"The image is {article(t)} {t} scene.",
-        f"Here we see {article(t)} {t}.",
-        f"A view of {article(t)} {t} containing {count_phrase(rng, n, 'things')}.",
-        f"This is {article(t)} {t}. It holds {count_phrase(rng, n)}.",
-    ))
+    return pick(
+        rng,
+        (
+            f"This picture shows {article(t)} {t} with {count_phrase(rng, n)}.",
+            f"The image is {article(t)} {t} scene.",
+            f"Here we see {article(t)} {t}.",
+            f"A view of {article(t)} {t} containing {count_phrase(rng, n, 'things')}.",
+            f"This is {article(t)} {t}. It holds {count_phrase(rng, n)}.",
+        ),
+    )
 
 
 def _relation_sentences(rng: random.Random, scene: Scene) -> list[str]:
@@ -109,8 +112,7 @@ def _relation_sentences(rng: random.Random, scene: Scene) -> list[str]:
     pairs = [p for p in pairs if p[2] is not None]
     chosen = rng.sample(pairs, min(len(pairs), rng.randint(0, 2)))
     return [
-        f"The {name(rng, a.kind)} is {pick(rng, REL_PHRASES[rel])} the {name(rng, b.kind)}."
-        for a, b, rel in chosen
+        f"The {name(rng, a.kind)} is {pick(rng, REL_PHRASES[rel])} the {name(rng, b.kind)}." for a, b, rel in chosen
     ]
 
 
@@ -122,45 +124,78 @@ def caption(rng: random.Random, scene: Scene) -> str:
     sentences += _relation_sentences(rng, scene)
     if rng.random() < 0.6:
         texture = pick(rng, TEXTURES[scene.scene_type])
-        sentences.append(pick(rng, (
-            f"The background shows {texture}.", f"Behind the objects we find {texture}.",
-            f"Everything rests on {texture}.",
-        )))
+        sentences.append(
+            pick(
+                rng,
+                (
+                    f"The background shows {texture}.",
+                    f"Behind the objects we find {texture}.",
+                    f"Everything rests on {texture}.",
+                ),
+            )
+        )
     if rng.random() < 0.4:
-        sentences.append(pick(rng, (
-            "A few small specks are scattered around.", "Some tiny marks and crumbs lie about.",
-            "There is a little clutter here and there.",
-        )))
+        sentences.append(
+            pick(
+                rng,
+                (
+                    "A few small specks are scattered around.",
+                    "Some tiny marks and crumbs lie about.",
+                    "There is a little clutter here and there.",
+                ),
+            )
+        )
     return " ".join(sentences)
 
 
 def caption_prompt(rng: random.Random) -> str:
-    return pick(rng, (
-        "Describe the image in detail.", "Provide a detailed description of the picture.",
-        "What do you see in this image? Please be thorough.", "Give a full description of this scene.",
-        "Describe everything in the picture.", "Write a detailed caption for this image.",
-    ))
+    return pick(
+        rng,
+        (
+            "Describe the image in detail.",
+            "Provide a detailed description of the picture.",
+            "What do you see in this image? Please be thorough.",
+            "Give a full description of this scene.",
+            "Describe everything in the picture.",
+            "Write a detailed caption for this image.",
+        ),
+    )
 
 
 def video_prompt(rng: random.Random) -> str:
-    return pick(rng, (
-        "Describe what happens in the video.", "Narrate the events of this video in order.",
-        "What happens in this clip?", "Tell me, step by step, what changes in the video.",
-        "Write a caption for this video that describes the events.",
-    ))
+    return pick(
+        rng,
+        (
+            "Describe what happens in the video.",
+            "Narrate the events of this video in order.",
+            "What happens in this clip?",
+            "Tell me, step by step, what changes in the video.",
+            "Write a caption for this video that describes the events.",
+        ),
+    )
 
 
 def _event_clause(rng: random.Random, event: Event) -> str:
     n = name(rng, event.kind)
     if event.action == "move":
-        d = {"left": ("left", "to the left"), "right": ("right", "to the right"),
-             "up": ("up", "upward"), "down": ("down", "downward")}[event.direction or ""]
+        d = {
+            "left": ("left", "to the left"),
+            "right": ("right", "to the right"),
+            "up": ("up", "upward"),
+            "down": ("down", "downward"),
+        }[event.direction or ""]
         return f"the {pick(rng, (n, f'{event.color} {n}'))} {pick(rng, ('moves', 'slides', 'shifts'))} {pick(rng, d)}"
     if event.action == "appear":
         desc = f"{event.color} {n}"
         pos = position(rng, event.cell or (1, 1))
-        return pick(rng, (f"{article(desc)} {desc} appears {pos}", f"{article(desc)} {desc} shows up {pos}",
-                          f"a new {desc} enters {pos}"))
+        return pick(
+            rng,
+            (
+                f"{article(desc)} {desc} appears {pos}",
+                f"{article(desc)} {desc} shows up {pos}",
+                f"a new {desc} enters {pos}",
+            ),
+        )
     verb = pick(rng, ("disappears", "vanishes", "is gone"))
     return f"the {pick(rng, (n, f'{event.color} {n}'))} {verb}"
 
@@ -171,19 +206,30 @@ def narrate(rng: random.Random, video: Video) -> str:
     objs = [f"{position(rng, o.cell)} {describe(rng, o, with_size=0.3)}" for o in start.reading_order()]
     listing = objs[0] if len(objs) == 1 else ", ".join(objs[:-1]) + " and " + objs[-1]
     t = start.scene_type
-    sentences = [pick(rng, (
-        f"At the start, the {t} holds {listing}.", f"The video opens on {article(t)} {t} with {listing}.",
-        f"In the beginning we see {article(t)} {t} with {listing}.",
-    ))]
+    sentences = [
+        pick(
+            rng,
+            (
+                f"At the start, the {t} holds {listing}.",
+                f"The video opens on {article(t)} {t} with {listing}.",
+                f"In the beginning we see {article(t)} {t} with {listing}.",
+            ),
+        )
+    ]
     connectives = (["First,", "To begin,"], ["Then", "After that,", "Next,"], ["Finally,", "Last,", "In the end,"])
     for i, event in enumerate(video.events):
         stage = 0 if i == 0 else (2 if i == len(video.events) - 1 else 1)
         sentences.append(f"{pick(rng, connectives[stage])} {_event_clause(rng, event)}.")
     if rng.random() < 0.5:
-        sentences.append(pick(rng, (
-            f"By the last frame there are {count_phrase(rng, len(video.end.objects))} in view.",
-            f"The clip ends with {count_phrase(rng, len(video.end.objects))} visible.",
-        )))
+        sentences.append(
+            pick(
+                rng,
+                (
+                    f"By the last frame there are {count_phrase(rng, len(video.end.objects))} in view.",
+                    f"The clip ends with {count_phrase(rng, len(video.end.objects))} visible.",
+                ),
+            )
+        )
     return " ".join(sentences)
 
 

@@ -14,10 +14,19 @@ from .processing import load_processor
 
 SHIPPED: tuple[str, ...] = ("world-llava-tiny", "world-qwen-tiny", "world-text-tiny")
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
-SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                 "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
-                 "preprocessor_config.json", "video_preprocessor_config.json", "special_tokens_map.json",
-                 "training_state.json")
+SHIPPED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "special_tokens_map.json",
+    "training_state.json",
+)
 
 
 def shipped_path(name: str) -> Path:

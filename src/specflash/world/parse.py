@@ -15,8 +15,7 @@ NUMBER_WORDS = {w: i for i, w in enumerate(NUMBERS)} | {"no": 0, "none": 0}
 MOVE_VERBS = {"moves", "slides", "shifts"}
 APPEAR_VERBS = {"appears", "shows", "enters"}
 DISAPPEAR_VERBS = {"disappears", "vanishes", "gone"}
-DIRECTION_WORDS = {"left": "left", "right": "right", "up": "up", "upward": "up", "down": "down",
-                   "downward": "down"}
+DIRECTION_WORDS = {"left": "left", "right": "right", "up": "up", "upward": "up", "down": "down", "downward": "down"}
 
 
 def words(text: str) -> list[str]:

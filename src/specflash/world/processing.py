@@ -48,8 +48,17 @@ class QwenInputs:
         pairs = per[: grid_t * t].reshape(grid_t, t, gh * gw, c, -1).transpose(0, 2, 3, 1, 4)
         return torch.from_numpy(np.ascontiguousarray(pairs).reshape(grid_t * gh * gw, -1)), [grid_t, gh, gw]
 
-    def __call__(self, text: list[str], images=None, videos=None, padding=True, return_tensors="pt",
-                 fps: float = VIDEO_FPS, add_special_tokens: bool = True, **_: object) -> BatchFeature:
+    def __call__(
+        self,
+        text: list[str],
+        images=None,
+        videos=None,
+        padding=True,
+        return_tensors="pt",
+        fps: float = VIDEO_FPS,
+        add_special_tokens: bool = True,
+        **_: object,
+    ) -> BatchFeature:
         """As the stock processor: `fps` is the frame rate of the given (already sampled) video frames;
         other stock options (do_sample_frames, ...) do not apply to pre-sampled frames."""
         data: dict[str, torch.Tensor] = {}
@@ -98,14 +107,20 @@ def tokenizer_of(processor):
     return getattr(processor, "tokenizer", processor)
 
 
-def encode(processor, conversations: list[list[dict]], images: list[list[Image.Image]],
-           videos: list[list[Image.Image] | None], add_generation_prompt: bool = False,
-           padding_side: str = "right") -> BatchFeature:
+def encode(
+    processor,
+    conversations: list[list[dict]],
+    images: list[list[Image.Image]],
+    videos: list[list[Image.Image] | None],
+    add_generation_prompt: bool = False,
+    padding_side: str = "right",
+) -> BatchFeature:
     """Batch the conversations (chat messages) with their images (per row) and videos (per row)."""
     tok = tokenizer_of(processor)
     tok.padding_side = padding_side
-    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=add_generation_prompt)
-             for c in conversations]
+    texts = [
+        tok.apply_chat_template(c, tokenize=False, add_generation_prompt=add_generation_prompt) for c in conversations
+    ]
     flat_images = [im for row in images for im in row]
     flat_videos = [v for v in videos if v]
     return processor_inputs(processor, texts, flat_images, flat_videos, video_fps=VIDEO_FPS, padding=True)

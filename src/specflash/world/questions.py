@@ -37,23 +37,34 @@ def _yes_no(rng: random.Random, yes: bool, detail_yes: str, detail_no: str) -> s
 
 def count_all(rng: random.Random, scene: Scene) -> Turn:
     n = len(scene.objects)
-    q = pick(rng, ("How many objects are in the image?", "How many things can you see?",
-                   "Count the objects in the picture."))
-    a = pick(rng, (f"There are {count_phrase(rng, n)}.", f"I count {count_phrase(rng, n)}.",
-                   f"{cap(NUMBERS[n])}.", f"The image has {count_phrase(rng, n)}."))
+    q = pick(
+        rng, ("How many objects are in the image?", "How many things can you see?", "Count the objects in the picture.")
+    )
+    a = pick(
+        rng,
+        (
+            f"There are {count_phrase(rng, n)}.",
+            f"I count {count_phrase(rng, n)}.",
+            f"{cap(NUMBERS[n])}.",
+            f"The image has {count_phrase(rng, n)}.",
+        ),
+    )
     return Turn(q, a, "count", n)
 
 
 def count_color(rng: random.Random, scene: Scene) -> Turn:
     color = rng.choice([o.color for o in scene.objects] + list(COLORS))
     n = sum(o.color == color for o in scene.objects)
-    q = pick(rng, (f"How many {color} objects are there?", f"How many things are {color}?",
-                   f"Count the {color} objects."))
+    q = pick(
+        rng, (f"How many {color} objects are there?", f"How many things are {color}?", f"Count the {color} objects.")
+    )
     if n == 0:
         a = pick(rng, (f"There are no {color} objects.", "None.", f"Zero, nothing is {color}."))
     else:
-        a = pick(rng, (f"There {'is' if n == 1 else 'are'} {count_phrase(rng, n, color + ' objects')}.",
-                       f"{cap(NUMBERS[n])}."))
+        a = pick(
+            rng,
+            (f"There {'is' if n == 1 else 'are'} {count_phrase(rng, n, color + ' objects')}.", f"{cap(NUMBERS[n])}."),
+        )
     return Turn(q, a, "count", n)
 
 
@@ -78,8 +89,14 @@ def exists(rng: random.Random, scene: Scene) -> Turn:
     present = rng.random() < 0.5
     kind = rng.choice(scene.objects).kind if present else sample_kind(rng, scene.scene_type, scene.kinds())
     n = name(rng, kind)
-    q = pick(rng, (f"Is there {article(n)} {n} in the image?", f"Do you see {article(n)} {n}?",
-                   f"Does the picture contain {article(n)} {n}?"))
+    q = pick(
+        rng,
+        (
+            f"Is there {article(n)} {n} in the image?",
+            f"Do you see {article(n)} {n}?",
+            f"Does the picture contain {article(n)} {n}?",
+        ),
+    )
     obj = scene.find(kind)
     detail_yes = f"there is {describe(rng, obj)} {position(rng, obj.cell)}" if obj else ""
     return Turn(q, _yes_no(rng, present, detail_yes, f"there is no {n}"), "yesno", present)
@@ -132,9 +149,16 @@ def tell_about(rng: random.Random, scene: Scene) -> Turn:
 
 
 SINGLE: dict[str, Callable[[random.Random, Scene], Turn]] = {
-    "count_all": count_all, "count_color": count_color, "color": color_of, "where": where_is,
-    "exists": exists, "relation": relation_check, "what_at": what_at, "scene": scene_kind,
-    "list": list_objects, "about": tell_about,
+    "count_all": count_all,
+    "count_color": count_color,
+    "color": color_of,
+    "where": where_is,
+    "exists": exists,
+    "relation": relation_check,
+    "what_at": what_at,
+    "scene": scene_kind,
+    "list": list_objects,
+    "about": tell_about,
 }
 
 
@@ -142,11 +166,21 @@ def compare_more(rng: random.Random, first: Scene, second: Scene) -> Turn:
     n1, n2 = len(first.objects), len(second.objects)
     q = pick(rng, ("Which image has more objects?", "Which of the two pictures contains more things?"))
     if n1 == n2:
-        return Turn(q, pick(rng, ("They have the same number of objects.", f"The same, both have {NUMBERS[n1]}.")),
-                    "which", "same")
+        return Turn(
+            q,
+            pick(rng, ("They have the same number of objects.", f"The same, both have {NUMBERS[n1]}.")),
+            "which",
+            "same",
+        )
     more = "first" if n1 > n2 else "second"
-    a = pick(rng, (f"The {more} image has more objects.", f"The {more} one.",
-                   f"The {more} picture, with {count_phrase(rng, max(n1, n2))}."))
+    a = pick(
+        rng,
+        (
+            f"The {more} image has more objects.",
+            f"The {more} one.",
+            f"The {more} picture, with {count_phrase(rng, max(n1, n2))}.",
+        ),
+    )
     return Turn(q, a, "which", more)
 
 
@@ -156,7 +190,8 @@ def compare_which(rng: random.Random, first: Scene, second: Scene) -> Turn:
     n = name(rng, kind)
     q = pick(rng, (f"Which image shows {article(n)} {n}?", f"In which picture is there {article(n)} {n}?"))
     where = {(True, True): "both", (True, False): "first", (False, True): "second", (False, False): "neither"}[
-        (kind in first.kinds(), kind in second.kinds())]
+        (kind in first.kinds(), kind in second.kinds())
+    ]
     answers = {
         "both": ("Both images do.", f"There is {article(n)} {n} in both pictures."),
         "first": ("Only the first image.", f"The first picture has {article(n)} {n}."),
@@ -170,12 +205,17 @@ def compare_place(rng: random.Random, first: Scene, second: Scene) -> Turn:
     t1, t2 = first.scene_type, second.scene_type
     q = pick(rng, ("Are the two pictures the same kind of place?", "Do both images show the same type of scene?"))
     same = t1 == t2
-    a = _yes_no(rng, same, f"both show {article(t1)} {t1}",
-                f"the first is {article(t1)} {t1} and the second is {article(t2)} {t2}")
+    a = _yes_no(
+        rng,
+        same,
+        f"both show {article(t1)} {t1}",
+        f"the first is {article(t1)} {t1} and the second is {article(t2)} {t2}",
+    )
     return Turn(q, a, "yesno", same)
 
 
 PAIR: dict[str, Callable[[random.Random, Scene, Scene], Turn]] = {
-    "more": compare_more, "which": compare_which, "place": compare_place,
+    "more": compare_more,
+    "which": compare_which,
+    "place": compare_place,
 }
-

@@ -33,16 +33,25 @@ class Dims:
 
 SIZES = {
     "tiny": Dims(hidden=128, layers=4, heads=4, kv_heads=2, mlp=384, vision_hidden=96, vision_layers=2, vision_heads=4),
-    "small": Dims(hidden=768, layers=12, heads=12, kv_heads=4, mlp=2048, vision_hidden=384, vision_layers=6,
-                  vision_heads=6),
+    "small": Dims(
+        hidden=768, layers=12, heads=12, kv_heads=4, mlp=2048, vision_hidden=384, vision_layers=6, vision_heads=6
+    ),
 }
 
 
 def _llama(d: Dims, vocab: int, ids: dict[str, int]) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=vocab, hidden_size=d.hidden, intermediate_size=d.mlp, num_hidden_layers=d.layers,
-        num_attention_heads=d.heads, num_key_value_heads=d.kv_heads, max_position_embeddings=1024,
-        tie_word_embeddings=True, pad_token_id=ids["pad"], eos_token_id=ids["eos"], bos_token_id=None,
+        vocab_size=vocab,
+        hidden_size=d.hidden,
+        intermediate_size=d.mlp,
+        num_hidden_layers=d.layers,
+        num_attention_heads=d.heads,
+        num_key_value_heads=d.kv_heads,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=ids["pad"],
+        eos_token_id=ids["eos"],
+        bos_token_id=None,
     )
 
 
@@ -53,14 +62,23 @@ def model_config(family: str, size: str, vocab: int, ids: dict[str, int]) -> Pre
         return _llama(d, vocab, ids)
     if family == "llava":
         vision = CLIPVisionConfig(
-            hidden_size=d.vision_hidden, intermediate_size=2 * d.vision_hidden, num_hidden_layers=d.vision_layers,
-            num_attention_heads=d.vision_heads, image_size=LLAVA_IMAGE_SIZE, patch_size=LLAVA_PATCH,
+            hidden_size=d.vision_hidden,
+            intermediate_size=2 * d.vision_hidden,
+            num_hidden_layers=d.vision_layers,
+            num_attention_heads=d.vision_heads,
+            image_size=LLAVA_IMAGE_SIZE,
+            patch_size=LLAVA_PATCH,
             projection_dim=d.vision_hidden,
         )
         config = LlavaConfig(
-            vision_config=vision, text_config=_llama(d, vocab, ids), image_token_index=ids["llava_image"],
-            vision_feature_select_strategy="default", vision_feature_layer=-1, projector_hidden_act="gelu",
-            image_seq_length=(LLAVA_IMAGE_SIZE // LLAVA_PATCH) ** 2, tie_word_embeddings=True,
+            vision_config=vision,
+            text_config=_llama(d, vocab, ids),
+            image_token_index=ids["llava_image"],
+            vision_feature_select_strategy="default",
+            vision_feature_layer=-1,
+            projector_hidden_act="gelu",
+            image_seq_length=(LLAVA_IMAGE_SIZE // LLAVA_PATCH) ** 2,
+            tie_word_embeddings=True,
         )
         config.pad_token_id, config.eos_token_id = ids["pad"], ids["eos"]
         return config
@@ -68,22 +86,43 @@ def model_config(family: str, size: str, vocab: int, ids: dict[str, int]) -> Pre
         head_dim = d.hidden // d.heads
         quarter = head_dim // 8  # M-RoPE splits head_dim/2 rotary pairs over (time, height, width)
         text = {
-            "vocab_size": vocab, "hidden_size": d.hidden, "intermediate_size": d.mlp,
-            "num_hidden_layers": d.layers, "num_attention_heads": d.heads, "num_key_value_heads": d.kv_heads,
-            "max_position_embeddings": 2048, "tie_word_embeddings": True,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                "mrope_section": [2 * quarter, quarter, quarter]},
-            "pad_token_id": ids["pad"], "eos_token_id": ids["eos"], "bos_token_id": None,
+            "vocab_size": vocab,
+            "hidden_size": d.hidden,
+            "intermediate_size": d.mlp,
+            "num_hidden_layers": d.layers,
+            "num_attention_heads": d.heads,
+            "num_key_value_heads": d.kv_heads,
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": True,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2 * quarter, quarter, quarter],
+            },
+            "pad_token_id": ids["pad"],
+            "eos_token_id": ids["eos"],
+            "bos_token_id": None,
         }
         vision = {
-            "depth": d.vision_layers, "hidden_size": d.vision_hidden, "intermediate_size": 2 * d.vision_hidden,
-            "num_heads": d.vision_heads, "patch_size": QWEN_PATCH, "spatial_merge_size": QWEN_MERGE,
-            "temporal_patch_size": 2, "window_size": QWEN_IMAGE_SIZE, "out_hidden_size": d.hidden,
-            "fullatt_block_indexes": list(range(d.vision_layers)), "tokens_per_second": 2,
+            "depth": d.vision_layers,
+            "hidden_size": d.vision_hidden,
+            "intermediate_size": 2 * d.vision_hidden,
+            "num_heads": d.vision_heads,
+            "patch_size": QWEN_PATCH,
+            "spatial_merge_size": QWEN_MERGE,
+            "temporal_patch_size": 2,
+            "window_size": QWEN_IMAGE_SIZE,
+            "out_hidden_size": d.hidden,
+            "fullatt_block_indexes": list(range(d.vision_layers)),
+            "tokens_per_second": 2,
         }
         config = Qwen2_5_VLConfig(
-            text_config=text, vision_config=vision, image_token_id=ids["image"], video_token_id=ids["video"],
-            vision_start_token_id=ids["vision_start"], vision_end_token_id=ids["vision_end"],
+            text_config=text,
+            vision_config=vision,
+            image_token_id=ids["image"],
+            video_token_id=ids["video"],
+            vision_start_token_id=ids["vision_start"],
+            vision_end_token_id=ids["vision_end"],
             tie_word_embeddings=True,
         )
         config.pad_token_id, config.eos_token_id = ids["pad"], ids["eos"]

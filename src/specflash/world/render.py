@@ -130,9 +130,21 @@ def _lamp(d, b, f, k):
 
 def _chair(d, b, f, k):
     d.polygon(
-        _pts(b, (0.2, 0.0), (0.35, 0.0), (0.35, 0.5), (0.8, 0.5), (0.8, 1.0), (0.68, 1.0),
-             (0.68, 0.64), (0.35, 0.64), (0.35, 1.0), (0.2, 1.0)),
-        fill=f, outline=k,
+        _pts(
+            b,
+            (0.2, 0.0),
+            (0.35, 0.0),
+            (0.35, 0.5),
+            (0.8, 0.5),
+            (0.8, 1.0),
+            (0.68, 1.0),
+            (0.68, 0.64),
+            (0.35, 0.64),
+            (0.35, 1.0),
+            (0.2, 1.0),
+        ),
+        fill=f,
+        outline=k,
     )
 
 
@@ -180,10 +192,12 @@ def _pillow(d, b, f, k):
 
 
 def _moon(d, b, f, k):
-    outer = [(0.5 + 0.45 * math.cos(math.radians(a)), 0.5 + 0.45 * math.sin(math.radians(a)))
-             for a in range(60, 301, 15)]
-    inner = [(0.72 + 0.38 * math.cos(math.radians(a)), 0.5 + 0.38 * math.sin(math.radians(a)))
-             for a in range(240, 119, -15)]
+    outer = [
+        (0.5 + 0.45 * math.cos(math.radians(a)), 0.5 + 0.45 * math.sin(math.radians(a))) for a in range(60, 301, 15)
+    ]
+    inner = [
+        (0.72 + 0.38 * math.cos(math.radians(a)), 0.5 + 0.38 * math.sin(math.radians(a))) for a in range(240, 119, -15)
+    ]
     d.polygon(_pts(b, *outer, *inner), fill=f, outline=k)
 
 
@@ -208,8 +222,10 @@ def _cone(d, b, f, k):
 
 def _sign(d, b, f, k):
     d.rectangle(_sub(b, 0.45, 0.5, 0.55, 1.0), fill=(90, 90, 90))
-    octagon = [(0.5 + 0.4 * math.cos(math.radians(a + 22.5)), 0.4 + 0.4 * math.sin(math.radians(a + 22.5)))
-               for a in range(0, 360, 45)]
+    octagon = [
+        (0.5 + 0.4 * math.cos(math.radians(a + 22.5)), 0.4 + 0.4 * math.sin(math.radians(a + 22.5)))
+        for a in range(0, 360, 45)
+    ]
     d.polygon(_pts(b, *octagon), fill=f, outline=k)
     d.line(_pts(b, (0.3, 0.4), (0.7, 0.4)), fill=(245, 245, 245), width=_lw(b, 0.08))
 
@@ -230,11 +246,36 @@ def _box(d, b, f, k):
 
 
 SHAPES: dict[str, Callable[[ImageDraw.ImageDraw, Box, RGB, RGB], None]] = {
-    "cup": _cup, "plate": _plate, "bottle": _bottle, "bowl": _bowl, "kettle": _kettle, "clock": _clock,
-    "tree": _tree, "bench": _bench, "flower": _flower, "kite": _kite, "bird": _bird, "ball": _ball,
-    "book": _book, "lamp": _lamp, "chair": _chair, "laptop": _laptop, "umbrella": _umbrella,
-    "boat": _boat, "fish": _fish, "shell": _shell, "bucket": _bucket, "bed": _bed, "pillow": _pillow,
-    "moon": _moon, "car": _car, "house": _house, "cone": _cone, "sign": _sign, "star": _star, "box": _box,
+    "cup": _cup,
+    "plate": _plate,
+    "bottle": _bottle,
+    "bowl": _bowl,
+    "kettle": _kettle,
+    "clock": _clock,
+    "tree": _tree,
+    "bench": _bench,
+    "flower": _flower,
+    "kite": _kite,
+    "bird": _bird,
+    "ball": _ball,
+    "book": _book,
+    "lamp": _lamp,
+    "chair": _chair,
+    "laptop": _laptop,
+    "umbrella": _umbrella,
+    "boat": _boat,
+    "fish": _fish,
+    "shell": _shell,
+    "bucket": _bucket,
+    "bed": _bed,
+    "pillow": _pillow,
+    "moon": _moon,
+    "car": _car,
+    "house": _house,
+    "cone": _cone,
+    "sign": _sign,
+    "star": _star,
+    "box": _box,
 }
 
 
@@ -296,6 +337,5 @@ def render_scene(scene: Scene) -> Image.Image:
     _clutter(draw, scene.scene_type, rng)
     for obj in scene.reading_order():
         fill = COLORS[obj.color]
-        SHAPES[obj.kind](draw, object_box(obj, random.Random(f"{scene.style_seed}/{obj.kind}")),
-                         fill, _detail(fill))
+        SHAPES[obj.kind](draw, object_box(obj, random.Random(f"{scene.style_seed}/{obj.kind}")), fill, _detail(fill))
     return image

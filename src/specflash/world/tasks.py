@@ -98,18 +98,26 @@ def instruct_sample(rng: random.Random, key: str) -> Sample:
 
 def video_sample(rng: random.Random, key: str) -> Sample:
     video = sample_video(rng)
-    turn = Turn(grammar.video_prompt(rng), grammar.narrate(rng, video), "events",
-                tuple(e.key() for e in video.events))
-    return Sample("video", [], render_video(video), _dialogue([turn], video=True), [video.start], [turn],
-                  events=video.events, key=key)
+    turn = Turn(grammar.video_prompt(rng), grammar.narrate(rng, video), "events", tuple(e.key() for e in video.events))
+    return Sample(
+        "video",
+        [],
+        render_video(video),
+        _dialogue([turn], video=True),
+        [video.start],
+        [turn],
+        events=video.events,
+        key=key,
+    )
 
 
 def text_sample(rng: random.Random, key: str) -> Sample:
     scene = sample_scene(rng)
     if rng.random() < 0.25:
         t = scene.scene_type
-        ask = grammar.pick(rng, (f"Write a detailed description of {grammar.article(t)} {t}.",
-                                 f"Describe an imaginary {t} in detail."))
+        ask = grammar.pick(
+            rng, (f"Write a detailed description of {grammar.article(t)} {t}.", f"Describe an imaginary {t} in detail.")
+        )
         turn = Turn(ask, grammar.caption(rng, scene), "free", None)
         return Sample("text", [], None, _dialogue([turn]), [scene], [turn], key=key)
     names = rng.sample(tuple(questions.SINGLE), rng.randint(1, 2))

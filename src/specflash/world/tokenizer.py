@@ -68,10 +68,15 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(world_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token=IM_END, pad_token=PAD, additional_special_tokens=SPECIAL_TOKENS[3:],
+        tokenizer_object=bpe,
+        eos_token=IM_END,
+        pad_token=PAD,
+        additional_special_tokens=SPECIAL_TOKENS[3:],
     )

@@ -15,6 +15,7 @@ from torch import nn
 
 from .render import render_scene
 from .scenes import COLORS, GRID, KINDS, SIZES, Scene, sample_scene
+from .schedule import warmup_cosine
 
 TOKEN_GRID = 8  # visual tokens per side for every world image (64 per image)
 # token rows/cols whose centers fall inside each grid cell
@@ -29,8 +30,9 @@ def cell_labels(scene: Scene) -> torch.Tensor:
     labels = torch.zeros(GRID * GRID, 3, dtype=torch.long)
     for obj in scene.objects:
         r, c = obj.cell
-        labels[r * GRID + c] = torch.tensor([KINDS.index(obj.kind) + 1, tuple(COLORS).index(obj.color) + 1,
-                                             SIZES.index(obj.size) + 1])
+        labels[r * GRID + c] = torch.tensor(
+            [KINDS.index(obj.kind) + 1, tuple(COLORS).index(obj.color) + 1, SIZES.index(obj.size) + 1]
+        )
     return labels
 
 
@@ -55,8 +57,9 @@ def vision_parameters(model, family: str) -> list[nn.Parameter]:
     return [p for part in parts for p in part.parameters()]
 
 
-def warmup_vision(model, family: str, image_processor, seed: int, steps: int, batch: int = 32, lr: float = 2e-3,
-                  on_step=None) -> float:
+def warmup_vision(
+    model, family: str, image_processor, seed: int, steps: int, batch: int = 32, lr: float = 3e-3, on_step=None
+) -> float:
     """Train the vision side for `steps` steps on seeded scenes (split train); returns the last loss."""
     dim = model.config.text_config.hidden_size
     head = nn.Linear(dim, sum(HEADS))
@@ -64,12 +67,15 @@ def warmup_vision(model, family: str, image_processor, seed: int, steps: int, ba
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     loss_value = float("nan")
     for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * warmup_cosine(step, steps, warmup=50)
         scenes = [sample_scene(random.Random(f"vision/train/{seed}/{step * batch + i}")) for i in range(batch)]
         pixels = image_processor(images=[render_scene(s) for s in scenes], return_tensors="pt")
         logits = head(cell_features(visual_tokens(model, family, pixels))).split(HEADS, dim=-1)
         labels = torch.stack([cell_labels(s) for s in scenes])
-        loss = sum(nn.functional.cross_entropy(lg.flatten(0, 1), labels[..., i].flatten())
-                   for i, lg in enumerate(logits))
+        loss = sum(
+            nn.functional.cross_entropy(lg.flatten(0, 1), labels[..., i].flatten()) for i, lg in enumerate(logits)
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
