@@ -19,7 +19,8 @@ cli=.venv/bin/specflash
 case "$step" in
   targets)
     for t in $targets; do
-      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --threads "$(nproc)"
+      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --device "$device" \
+        --threads "$(nproc)"
     done ;;
   drafts)
     for t in $targets; do

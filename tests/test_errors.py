@@ -147,3 +147,17 @@ def test_nan_temperature_and_flat_static_paths_are_refused(llava) -> None:
         autoregressive_generate(llava, tiny.llava_inputs([0]), max_new_tokens=4, temperature=float("nan"))
     with pytest.raises(ValueError, match="list of child ranks"):
         TreeConfig(paths=[0, 1])
+
+
+def test_device_names_are_checked_before_any_transfer() -> None:
+    from specflash.devices import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'banana'"):
+        resolve_device("banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda:0' is not available"):
+            resolve_device("cuda:0")
+    else:
+        with pytest.raises(ValueError, match="GPU\\(s\\) visible"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")

@@ -112,8 +112,12 @@ def _profile(
 
     from specflash.bench.profile import profile as run_profile
     from specflash.bench.shapes import build, prompt
+    from specflash.devices import resolve_device
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = str(resolve_device(device))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     chosen = getattr(torch, dtype or ("bfloat16" if device.startswith("cuda") else "float32"), None)
     if not isinstance(chosen, torch.dtype):
         raise typer.BadParameter(f"unknown dtype {dtype!r}")

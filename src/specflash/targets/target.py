@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from specflash.devices import resolve_device
 from specflash.targets.family import Family, VisualSpan
 from specflash.targets.llava import LlavaFamily
 from specflash.targets.qwen2_5_vl import Qwen2_5_VLFamily
@@ -82,9 +83,9 @@ class Target:
         and bfloat16 on CUDA."""
         import transformers
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         if dtype is None:
-            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         elif isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         config = transformers.AutoConfig.from_pretrained(path_or_id)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..devices import resolve_device
 from .recipes import FAMILIES, SIZES
 from .tasks import TASKS, make_samples
 
@@ -54,6 +55,7 @@ def train(
     save_every: int = typer.Option(250, help="Checkpoint every N steps."),
     resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
+    device: str = typer.Option("cpu", help="Device to train on (cpu, cuda, cuda:1, ...)."),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:
     """Train a world target from scratch (resumable)."""
@@ -62,6 +64,10 @@ def train(
     from .train import train as run_training
 
     torch.set_num_threads(threads)
+    try:
+        device = str(resolve_device(device))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--device") from None
     out = out or Path("world-models") / target
     cfg = TrainConfig(
         name=target,
@@ -73,6 +79,7 @@ def train(
         seed=seed,
         save_every=save_every,
         vision_lr_scale=vision_lr_scale,
+        device=device,
     )
     state = run_training(cfg, resume=resume)
     console.print(

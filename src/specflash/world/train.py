@@ -27,7 +27,7 @@ TASK_MIX = {
     "text": (("text", 1.0),),
 }
 
-DEFAULT_STEPS = {"world-llava-tiny": 2500, "world-qwen-tiny": 2000, "world-text-tiny": 1500}
+DEFAULT_STEPS = {"world-llava-tiny": 4800, "world-qwen-tiny": 2600, "world-text-tiny": 1500}
 # Long enough for the per-cell kind accuracy of the warm-up head to pass 0.95 on held-out scenes.
 VISION_STEPS = {"llava": 4000, "qwen": 1500, "text": 0}
 
@@ -47,6 +47,7 @@ class TrainConfig:
     # model do not wash out what it learned.
     vision_lr_scale: float = 0.1
     vision_steps: int | None = None  # None: the recipe's VISION_STEPS
+    device: str = "cpu"
 
 
 def _task_for(family: str, seed: int, index: int) -> str:
@@ -54,11 +55,11 @@ def _task_for(family: str, seed: int, index: int) -> str:
     return random.Random(f"mix/{seed}/{index}").choices(tasks, weights)[0]
 
 
-def _batch(family: str, processor, seed: int, start: int, size: int) -> dict[str, torch.Tensor]:
+def _batch(family: str, processor, seed: int, start: int, size: int, device: str) -> dict[str, torch.Tensor]:
     samples = [make_sample(_task_for(family, seed, i), "train", seed, i) for i in range(start, start + size)]
     inputs = encode(processor, [s.messages for s in samples], [s.images for s in samples], [s.video for s in samples])
     inputs["labels"] = assistant_labels(inputs["input_ids"], tokenizer_of(processor))
-    return dict(inputs)
+    return {name: value.to(device) for name, value in inputs.items()}
 
 
 def _optimizer(model, family: str, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -77,21 +78,21 @@ def _save_checkpoint(model, optimizer, ckpt: Path, state: dict) -> None:
     for i, p in enumerate(model.parameters()):
         st = optimizer.state.get(p)
         if st:
-            moments[f"{i}.exp_avg"], moments[f"{i}.exp_avg_sq"] = st["exp_avg"], st["exp_avg_sq"]
-            moments[f"{i}.step"] = st["step"].reshape(1)
+            moments[f"{i}.exp_avg"], moments[f"{i}.exp_avg_sq"] = st["exp_avg"].cpu(), st["exp_avg_sq"].cpu()
+            moments[f"{i}.step"] = st["step"].reshape(1).cpu()
     save_file(moments, ckpt / "optimizer.safetensors")
     (ckpt / "state.json").write_text(json.dumps(state, indent=2))
 
 
 def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
-    model = MODEL_CLASSES[family].from_pretrained(ckpt, dtype=torch.float32)
+    model = MODEL_CLASSES[family].from_pretrained(ckpt, dtype=torch.float32).to(cfg.device)
     optimizer = _optimizer(model, family, cfg)
     moments = load_file(ckpt / "optimizer.safetensors")
     for i, p in enumerate(model.parameters()):
         if f"{i}.exp_avg" in moments:
             optimizer.state[p] = {
-                "exp_avg": moments[f"{i}.exp_avg"],
-                "exp_avg_sq": moments[f"{i}.exp_avg_sq"],
+                "exp_avg": moments[f"{i}.exp_avg"].to(p.device),
+                "exp_avg_sq": moments[f"{i}.exp_avg_sq"].to(p.device),
                 "step": moments[f"{i}.step"].reshape(()),
             }
     return model, optimizer, json.loads((ckpt / "state.json").read_text())
@@ -105,7 +106,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         model, optimizer, state = _load_checkpoint(family, ckpt, cfg)
         state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
-        model = new_model(cfg.name, cfg.size, out, cfg.seed)
+        model = new_model(cfg.name, cfg.size, out, cfg.seed).to(cfg.device)
         optimizer = _optimizer(model, family, cfg)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
     processor = load_processor(out)
@@ -137,7 +138,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         ema = state["loss"]
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
-            batch = _batch(family, processor, cfg.seed, state["next_index"], cfg.batch)
+            batch = _batch(family, processor, cfg.seed, state["next_index"], cfg.batch, cfg.device)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * group["scale"] * warmup_cosine(state["step"], cfg.steps, cfg.warmup)
             loss = model(**batch).loss

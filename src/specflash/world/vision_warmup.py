@@ -62,7 +62,8 @@ def warmup_vision(
 ) -> float:
     """Train the vision side for `steps` steps on seeded scenes (split train); returns the last loss."""
     dim = model.config.text_config.hidden_size
-    head = nn.Linear(dim, sum(HEADS))
+    device = next(model.parameters()).device
+    head = nn.Linear(dim, sum(HEADS)).to(device)
     params = vision_parameters(model, family) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     loss_value = float("nan")
@@ -70,9 +71,9 @@ def warmup_vision(
         for group in optimizer.param_groups:
             group["lr"] = lr * warmup_cosine(step, steps, warmup=50)
         scenes = [sample_scene(random.Random(f"vision/train/{seed}/{step * batch + i}")) for i in range(batch)]
-        pixels = image_processor(images=[render_scene(s) for s in scenes], return_tensors="pt")
+        pixels = image_processor(images=[render_scene(s) for s in scenes], return_tensors="pt").to(device)
         logits = head(cell_features(visual_tokens(model, family, pixels))).split(HEADS, dim=-1)
-        labels = torch.stack([cell_labels(s) for s in scenes])
+        labels = torch.stack([cell_labels(s) for s in scenes]).to(device)
         loss = sum(
             nn.functional.cross_entropy(lg.flatten(0, 1), labels[..., i].flatten()) for i, lg in enumerate(logits)
         )
