@@ -4,7 +4,9 @@
 #   bash scripts/gpu_recipe.sh targets|drafts|bench|profile
 # Results land under $OUT (default runs/gpu); record them in docs/results.md with the hardware named.
 # SIZE (small), N (bench samples per task, 100), NDUMP (dump conversations per task, 4000) scale it;
-# SIZE=tiny N=2 NDUMP=20 DEVICE=cpu smoke-tests the whole recipe on a CPU.
+# STEPS and VISION_STEPS override the recipes' training steps; TARGETS (default: all three) narrows a
+# step to some targets, e.g. one call per target where a device session caps a call's time.
+# SIZE=tiny STEPS=2 VISION_STEPS=2 N=2 NDUMP=4 DEVICE=cpu smoke-tests the whole recipe on a CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step=${1:?usage: gpu_recipe.sh targets|drafts|bench|profile}
@@ -13,13 +15,16 @@ size=${SIZE:-small}
 n=${N:-100}
 ndump=${NDUMP:-4000}
 device=${DEVICE:-cuda}
-targets="world-llava-tiny world-qwen-tiny world-text-tiny"
+steps=()
+[ -n "${STEPS:-}" ] && steps+=(--steps "$STEPS")
+[ -n "${VISION_STEPS:-}" ] && steps+=(--vision-steps "$VISION_STEPS")
+targets=${TARGETS:-world-llava-tiny world-qwen-tiny world-text-tiny}
 cli=.venv/bin/specflash
 
 case "$step" in
   targets)
     for t in $targets; do
-      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --device "$device" \
+      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --device "$device" "${steps[@]}" \
         --threads "$(nproc)"
     done ;;
   drafts)

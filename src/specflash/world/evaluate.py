@@ -100,6 +100,10 @@ def evaluate(target: str | Path, n: int = 100, seed: int = 0, batch: int = 16) -
         correct = [parse_answer(q, a) == v for (q, v), a in zip(expected, answers, strict=True)]
         result["question_accuracy"] = sum(correct) / max(1, len(correct))
         result["questions"] = len(correct)
+        by_type: dict[str, list[bool]] = {}
+        for (qtype, _), ok in zip(expected, correct, strict=True):
+            by_type.setdefault(qtype, []).append(ok)
+        result["question_accuracy_by_type"] = {q: sum(oks) / len(oks) for q, oks in sorted(by_type.items())}
         if family == "qwen":
             vids = make_samples("video", "eval", n, seed)
             texts = generate(
