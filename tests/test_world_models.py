@@ -76,3 +76,14 @@ def test_qwen_inputs_honour_the_video_frame_rate() -> None:
     for fps in (1.0, 2.0, 4.0):
         inputs = processor_inputs(processor, text, videos=[frames], video_fps=fps)
         assert inputs["second_per_grid_ts"].tolist() == [2 / fps]
+
+
+def test_eval_reports_question_accuracy_overall_and_by_type():
+    from specflash.world.evaluate import evaluate
+
+    _shipped("world-text-tiny")
+    torch.set_num_threads(1)
+    result = evaluate("world-text-tiny", n=4, seed=1)
+    by_type = result["question_accuracy_by_type"]
+    assert by_type and all(0.0 <= v <= 1.0 for v in by_type.values())
+    assert 0.0 <= result["question_accuracy"] <= 1.0 and result["questions"] >= len(by_type)
