@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU recipe: small world targets, their drafts, the bench at temperature 0 and 1, the profile of
-# real-size shapes. Each step is one call, sized to finish well under 10 minutes on one H100:
+# real-size shapes, one step per call:
 #   bash scripts/gpu_recipe.sh targets|drafts|bench|profile
+# Where a call is capped (a lent GPU's 10 minutes), run `targets` and `drafts` one target at a time
+# (TARGETS below); their times on a GPU are not measured yet.
 # Results land under $OUT (default runs/gpu); record them in docs/results.md with the hardware named.
 # SIZE (small), N (bench samples per task, 100), NDUMP (dump conversations per task, 4000) scale it;
 # STEPS and VISION_STEPS override the recipes' training steps; TARGETS (default: all three) narrows a
@@ -24,7 +26,7 @@ cli=.venv/bin/specflash
 case "$step" in
   targets)
     for t in $targets; do
-      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --device "$device" "${steps[@]}" \
+      $cli world train --target "$t" --size "$size" --out "$out/targets/$t" --device "$device" ${steps[@]+"${steps[@]}"} \
         --threads "$(nproc)"
     done ;;
   drafts)

@@ -47,3 +47,16 @@ def test_qwen2_vl_draft_is_refused_by_a_qwen2_5_vl_target(tmp_path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["target_model_type"] == "qwen2_vl"
     with pytest.raises(ValueError, match="model type: draft qwen2_vl, target qwen2_5_vl"):
         SpeculativeGenerator(tiny.qwen(seed=0), Draft.from_pretrained(tmp_path))
+
+
+def test_drafts_saved_before_model_types_were_recorded_still_load(tmp_path) -> None:
+    target = tiny.llava(seed=0)
+    Draft.for_target(target, DraftConfig()).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["target_model_type"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    SpeculativeGenerator(target, Draft.from_pretrained(tmp_path))  # no ValueError
+    config["target_family"] = "text"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model family"):
+        SpeculativeGenerator(target, Draft.from_pretrained(tmp_path))

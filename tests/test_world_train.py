@@ -1,13 +1,13 @@
 """Training checkpoints are safetensors + JSON and a re-run resumes where the last one stopped."""
 
 import json
-import tempfile
-from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from specflash.world.train import TrainConfig, train
+from specflash.world.build import new_model
+from specflash.world.train import TrainConfig, _optimizer, set_rates, train
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
@@ -23,9 +23,9 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "tokenizer.json").exists()
 
 
-def test_image_target_resume_is_exact_and_vision_moves_slower(tmp_path):
-    """Warm-up, then stage 2 with the vision side at a fraction of the rate; a run stopped after one
-    step and resumed ends with the same weights as one that never stopped."""
+def test_image_target_resume_is_exact(tmp_path):
+    """Warm-up, then stage 2; a run stopped after one step and resumed ends with the same weights as one
+    that never stopped (optimizer moments, both parameter groups and the data position restored)."""
     torch.set_num_threads(1)
     common = {"name": "world-llava-tiny", "batch": 2, "save_every": 1, "vision_steps": 2}
     whole = TrainConfig(out=str(tmp_path / "whole"), steps=2, **common)
@@ -41,14 +41,19 @@ def test_image_target_resume_is_exact_and_vision_moves_slower(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_vision_group_gets_the_scaled_rate():
-    from specflash.world.build import new_model
-    from specflash.world.train import _optimizer
-
-    cfg = TrainConfig(name="world-llava-tiny", out="unused", vision_lr_scale=0.25)
-    model = new_model(cfg.name, "tiny", Path(tempfile.mkdtemp()), 0)
-    groups = _optimizer(model, "llava", cfg).param_groups
-    assert [g["scale"] for g in groups] == [1.0, 0.25]
-    vision = {id(p) for p in groups[1]["params"]}
+def test_vision_side_gets_the_scaled_rate(tmp_path):
+    cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path), vision_lr_scale=0.25)
+    model = new_model(cfg.name, "tiny", tmp_path, 0)
+    optimizer = _optimizer(model, "llava", cfg)
+    vision = {id(p) for p in optimizer.param_groups[1]["params"]}
     assert id(model.model.vision_tower.embeddings.patch_embedding.weight) in vision
     assert id(model.model.language_model.embed_tokens.weight) not in vision
+    set_rates(optimizer, cfg, step=500)
+    language_lr, vision_lr = (g["lr"] for g in optimizer.param_groups)
+    assert 0 < language_lr < cfg.lr and vision_lr == pytest.approx(0.25 * language_lr)
+
+
+def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
+    torch.set_num_threads(1)
+    state = train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=1, batch=2, vision_steps=2))
+    assert state["step"] == 1 and "vision_loss" not in state

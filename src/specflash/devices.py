@@ -10,7 +10,7 @@ HELP = "use cpu, cuda or cuda:N"
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """`device`, or CUDA when available and CPU otherwise; ValueError for a name torch does not know or a
     device that is not here (instead of torch's error from deep inside the first transfer)."""
-    if device is None:
+    if device is None or device == "":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(device)
@@ -18,7 +18,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"unknown device {device!r}; {HELP}") from None
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
-            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            built = torch.version.cuda is not None or getattr(torch.version, "hip", None) is not None
+            why = "no GPU is visible" if built else "this torch is built without CUDA"
             raise ValueError(f"device {device!r} is not available: {why}; use --device cpu")
         if chosen.index is not None and chosen.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} is not available: {torch.cuda.device_count()} GPU(s) visible")

@@ -151,16 +151,14 @@ class Draft(nn.Module):
     def check_target(self, target: Any) -> None:
         """Raise ValueError naming each way this draft does not fit `target`."""
         config = self.config
-        problems = [
-            f"{what}: draft {mine}, target {theirs}"
-            for what, mine, theirs in (
-                ("hidden size", config.hidden_size, target.hidden_size),
-                ("vocabulary size", config.vocab_size, target.vocab_size),
-                ("model family", config.target_family, target.family_name),
-                ("model type", config.target_model_type, target.model_type),
-            )
-            if mine is not None and mine != theirs
+        facts = [
+            ("hidden size", config.hidden_size, target.hidden_size),
+            ("vocabulary size", config.vocab_size, target.vocab_size),
+            ("model family", config.target_family, target.family_name),
         ]
+        if config.target_model_type is not None:  # drafts saved before it was recorded lack it
+            facts.append(("model type", config.target_model_type, target.model_type))
+        problems = [f"{what}: draft {mine}, target {theirs}" for what, mine, theirs in facts if mine != theirs]
         if problems:
             raise ValueError("the draft was built for another target (" + "; ".join(problems) + ")")
 

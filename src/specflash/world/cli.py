@@ -48,7 +48,9 @@ def train(
     out: Path = typer.Option(None, help="Output directory (default: world-models/<target>)."),
     size: str = typer.Option("tiny", help=f"Recipe size: {', '.join(SIZES)}."),
     steps: int = typer.Option(None, help="Optimizer steps (default: the recipe's)."),
-    vision_steps: int = typer.Option(None, help="Vision warm-up steps for image targets (default: the recipe's)."),
+    vision_steps: int = typer.Option(
+        None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
+    ),
     batch: int = typer.Option(16, help="Sequences per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
     vision_lr_scale: float = typer.Option(0.1, help="Vision side's rate after the warm-up, as a fraction of --lr."),

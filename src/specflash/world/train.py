@@ -84,6 +84,18 @@ def _save_checkpoint(model, optimizer, ckpt: Path, state: dict) -> None:
     (ckpt / "state.json").write_text(json.dumps(state, indent=2))
 
 
+def set_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> None:
+    """Stage-2 rate of every group at `step`: the schedule times the group's scale."""
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * group["scale"] * warmup_cosine(step, cfg.steps, cfg.warmup)
+
+
+def _vision_steps(family: str, cfg: TrainConfig) -> int:
+    if family == "text":
+        return 0  # no vision side to warm up
+    return VISION_STEPS[family] if cfg.vision_steps is None else cfg.vision_steps
+
+
 def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
     model = MODEL_CLASSES[family].from_pretrained(ckpt, dtype=torch.float32).to(cfg.device)
     optimizer = _optimizer(model, family, cfg)
@@ -120,7 +132,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         TimeRemainingColumn(),
     )
     with Progress(*columns) as progress:
-        vision_steps = VISION_STEPS[family] if cfg.vision_steps is None else cfg.vision_steps
+        vision_steps = _vision_steps(family, cfg)
         if "vision_loss" not in state and vision_steps:
             t0 = time.perf_counter()
             warm = progress.add_task(f"vision warm-up {cfg.name}", total=vision_steps, loss="-")
@@ -139,8 +151,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
             batch = _batch(family, processor, cfg.seed, state["next_index"], cfg.batch, cfg.device)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * group["scale"] * warmup_cosine(state["step"], cfg.steps, cfg.warmup)
+            set_rates(optimizer, cfg, state["step"])
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,4 +1,4 @@
-"""Stage 1 of image-target training: a short supervised warm-up of the vision tower and projector.
+"""Stage 1 of image-target training: a supervised warm-up of the vision tower and projector.
 
 A temporary linear head reads, for each of the 3x3 grid cells, the mean of the visual tokens over
 that cell and predicts the cell's object kind, color and size (or "empty"). After it, the tokens the
