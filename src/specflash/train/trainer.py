@@ -8,7 +8,6 @@ the step count, so a resumed run repeats an uninterrupted one exactly.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from specflash.draft import Draft
+from specflash.schedule import warmup_cosine
 from specflash.targets import Target
 from specflash.train.checkpoint import (
     OPTIMIZER_FILE,
@@ -60,12 +60,7 @@ class SequenceForward(torch.nn.Module):
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, total - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    floor = config.min_lr_ratio
-    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return config.lr * warmup_cosine(step, total, config.warmup_steps, config.min_lr_ratio)
 
 
 class Trainer:

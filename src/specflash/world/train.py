@@ -15,9 +15,9 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 
+from ..schedule import warmup_cosine
 from .build import MODEL_CLASSES, family_of, new_model
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
-from .schedule import warmup_cosine
 from .tasks import make_sample
 from .vision_warmup import vision_parameters, warmup_vision
 

@@ -13,9 +13,9 @@ import random
 import torch
 from torch import nn
 
+from ..schedule import warmup_cosine
 from .render import render_scene
 from .scenes import COLORS, GRID, KINDS, SIZES, Scene, sample_scene
-from .schedule import warmup_cosine
 
 TOKEN_GRID = 8  # visual tokens per side for every world image (64 per image)
 # token rows/cols whose centers fall inside each grid cell
