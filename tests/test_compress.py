@@ -46,13 +46,13 @@ def test_training_pass_predicts_only_outside_compressed_spans() -> None:
     batch = target.prepare(tiny.llava_inputs([1], seed=0))
     _, prefill = target.prefill(batch)
     draft = Draft.for_target(target, DraftConfig(k=2, latents=4))
-    predicted, has = draft.forward_sequence(prefill.features, prefill.embeds, prefill.attention_mask, prefill.spans)
+    (predictions,) = draft.forward_sequence(prefill.features, prefill.embeds, prefill.attention_mask, prefill.spans)
     span = prefill.spans[0][0]
     length = prefill.attention_mask.shape[1] - 1
-    assert predicted.shape == (1, length, 2, target.hidden_size)
-    inside = torch.zeros(length, dtype=torch.bool)
-    inside[span.start : span.start + span.length] = True
-    assert not has[0, inside].any() and has[0, ~inside].all()
+    assert predictions.features.shape == (1, length - span.length + 4, 2, target.hidden_size)
+    covered = (predictions.first[0][predictions.first[0] >= 0] - 1).tolist()
+    outside = [t for t in range(length) if not span.start <= t < span.start + span.length]
+    assert covered == outside
 
 
 def test_head_and_compressor_are_light() -> None:

@@ -281,6 +281,21 @@ def test_training_with_compression_on_a_visual_target(tmp_path):
     assert SpeculativeGenerator(target, draft).generate(batch, max_new_tokens=6).new_token_ids == plain
 
 
+def test_group_pass_adds_its_loss_and_reports_its_accuracy(tmp_path):
+    target = llama()
+    data = _distilled_dump(target, tmp_path / "data")
+    settings = {"lr": 3e-3, "batch_size": 4, "steps": 2, "eval_fraction": 0.25}
+    plain = train(target, data, tmp_path / "plain", RunConfig(DraftConfig(k=2), TrainConfig(**settings)))
+    rehearsed = train(
+        target, data, tmp_path / "group", RunConfig(DraftConfig(k=2), TrainConfig(**settings, group_pass_weight=0.5))
+    )
+    # Same initialisation and first batch: the first loss differs by the weighted group loss only.
+    assert rehearsed.losses[0] > plain.losses[0]
+    assert "group_accuracy" not in plain.eval and len(rehearsed.eval["group_accuracy"]) == 2
+    logged = json.loads((tmp_path / "group" / "metrics.jsonl").read_text().splitlines()[0])
+    assert len(logged["group_accuracy"]) == 2
+
+
 def test_training_refuses_user_mistakes(tmp_path):
     target = llama()
     data = _distilled_dump(target, tmp_path / "data")

@@ -229,12 +229,13 @@ def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: i
     optimizer = torch.optim.Adam(draft.parameters(), lr=3e-3)
     length = features.shape[1]
     for _ in range(steps):
-        predicted, has = draft.forward_sequence(features, embeds, prefill.attention_mask, prefill.spans)
+        (predictions,) = draft.forward_sequence(features, embeds, prefill.attention_mask, prefill.spans)
         loss = 0.0
         for slot in range(draft.config.k):
-            usable = has[0, : length - 1 - slot]
-            guess = predicted[0, : length - 1 - slot, slot][usable]
-            loss = loss + torch.nn.functional.smooth_l1_loss(guess, features[0, 1 + slot :][usable])
+            position = predictions.first[0] + slot
+            usable = (predictions.first[0] >= 0) & (position < length)
+            guess = predictions.features[0, :, slot][usable]
+            loss = loss + torch.nn.functional.smooth_l1_loss(guess, features[0, position[usable]])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

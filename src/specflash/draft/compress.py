@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from specflash.draft.layers import RMSNorm
@@ -18,18 +19,25 @@ from specflash.targets.family import VisualSpan
 
 
 class LatentCompressor(nn.Module):
-    def __init__(self, dim: int, latents: int, eps: float) -> None:
+    def __init__(self, dim: int, latents: int, heads: int, eps: float) -> None:
         super().__init__()
+        self.heads = heads
         self.queries = nn.Parameter(torch.zeros(latents, dim))
         self.norm = RMSNorm(dim, eps)
         self.k_proj = nn.Linear(dim, dim, bias=False)
         self.v_proj = nn.Linear(dim, dim, bias=False)
 
     def forward(self, span: torch.Tensor) -> torch.Tensor:
-        """span [N, D] -> latents [C, D]."""
+        """span [N, D] -> latents [C, D]. Each head pools its own slice of the values with its own
+        weights, so one latent can gather what lies at different tokens (say, one object's kind and
+        another's place)."""
         normed = self.norm(span)
-        scores = self.queries @ self.k_proj(normed).T / span.shape[-1] ** 0.5
-        return scores.softmax(-1) @ self.v_proj(normed)
+        length, dim = span.shape
+        q = self.queries.view(-1, self.heads, dim // self.heads).transpose(0, 1)  # [H, C, d]
+        k = self.k_proj(normed).view(length, self.heads, -1).transpose(0, 1)  # [H, N, d]
+        v = self.v_proj(normed).view(length, self.heads, -1).transpose(0, 1)
+        pooled = F.scaled_dot_product_attention(q, k, v)  # [H, C, d]
+        return pooled.transpose(0, 1).reshape(-1, dim)
 
 
 def compress_spans(

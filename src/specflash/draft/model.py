@@ -7,6 +7,7 @@ target's, so its checkpoint holds only its own weights.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
+@dataclass
+class Predictions:
+    """Predicted features [B, E, k, D] of E draft entries and, per entry [B, E], the sequence position
+    whose feature slot 0 predicts (slot i: that position + i); -1 where the entry predicts nothing."""
+
+    features: torch.Tensor
+    first: torch.Tensor
+
+
 class Draft(nn.Module):
     def __init__(self, config: DraftConfig) -> None:
         super().__init__()
@@ -61,7 +71,9 @@ class Draft(nn.Module):
             for _ in range(config.layers)
         )
         self.head = SlotHead(dim, config.k, config.rms_norm_eps) if config.k > 1 else None
-        self.compressor = LatentCompressor(dim, config.latents, config.rms_norm_eps) if config.latents else None
+        self.compressor = (
+            LatentCompressor(dim, config.latents, config.heads, config.rms_norm_eps) if config.latents else None
+        )
 
     @classmethod
     def for_target(cls, target: Any, config: DraftConfig | None = None, seed: int = 0) -> Draft:
@@ -128,25 +140,76 @@ class Draft(nn.Module):
         embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         spans: list[list[VisualSpan]] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        group_roots: torch.Tensor | None = None,
+    ) -> list[Predictions]:
         """Teacher-forced pass over whole sequences, for training and evaluation.
 
         features f and embeds e [B, L, D] as the target produced them, attention_mask [B, L] (1 = token,
-        padding on either side), the visual spans per row (needed when compression is on). Returns
-        predictions [B, L-1, k, D], where [b, t, i] predicts f[b, t+1+i], and a bool [B, L-1] telling
-        which positions carry a prediction (compressed visual positions carry none).
+        padding on either side), the visual spans per row (needed when compression is on). Returns the
+        predictions of the teacher-forced pass: one entry per position t < L-1 (compressed visual
+        positions excepted), slot i predicting f[t+1+i].
+
+        group_roots [B, L] bool adds a second, rehearsed pass (training-time test): every position t
+        marked there acts as the root of a tree group, as in `Drafter.step`: group entry j reads slot j's
+        predicted feature with the true token after it, sees the true entries up to t and the group
+        entries before it, and its slot i predicts f[t+2+j+i].
         """
         mask = attention_mask[:, :-1].bool() & attention_mask[:, 1:].bool()
-        batch, length = mask.shape
+        batch = mask.shape[0]
         fused = self.fuse(embeds[:, 1:], features[:, :-1])
         x, entry_mask, source = self.compress(fused, mask, spans or [[] for _ in range(batch)])
-        predicted = self.decode(x, *causal_inputs(entry_mask, x.dtype), self.new_cache())
-        out = predicted.new_zeros(batch, length, *predicted.shape[2:])
-        has = torch.zeros(batch, length, dtype=torch.bool, device=mask.device)
-        rows, entries = (source >= 0).nonzero(as_tuple=True)
-        out[rows, source[rows, entries]] = predicted[rows, entries]
-        has[rows, source[rows, entries]] = entry_mask[rows, entries]
-        return out, has
+        positions, causal = causal_inputs(entry_mask, x.dtype)
+        cache = self.new_cache()
+        predicted = self.decode(x, positions, causal, cache)
+        passes = [Predictions(predicted, torch.where(entry_mask & (source >= 0), source + 1, -1))]
+        if group_roots is not None:
+            passes.append(
+                self._group_pass(predicted, entry_mask, source, positions, embeds, attention_mask, group_roots, cache)
+            )
+        return passes
+
+    def _group_pass(
+        self,
+        predicted: torch.Tensor,
+        entry_mask: torch.Tensor,
+        source: torch.Tensor,
+        positions: torch.Tensor,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        group_roots: torch.Tensor,
+        cache: DraftCache,
+    ) -> Predictions:
+        """The rehearsed group pass of `forward_sequence` over the teacher-forced pass's cache."""
+        batch, entries = source.shape
+        k, length, device = self.config.k, embeds.shape[1], embeds.device
+        rows = torch.arange(batch, device=device)[:, None]
+        is_root = entry_mask & (source >= 0) & group_roots.gather(1, source.clamp(min=0))
+        count = is_root.sum(-1)
+        width = max(int(count.max()), 1)
+        # Root entries first, in sequence order (a stable sort of "not a root").
+        roots = (~is_root).long().sort(dim=-1, stable=True).indices[:, :width]  # [B, R]
+        real_root = torch.arange(width, device=device)[None] < count[:, None]
+        level = torch.arange(k, device=device)
+        stands_for = source.gather(1, roots)[..., None] + 1 + level  # [B, R, k]: position of group entry j
+        token = (stands_for + 1).clamp(max=length - 1)
+        real = (
+            real_root[..., None]
+            & (stands_for + 1 < length)
+            & attention_mask.gather(1, token.reshape(batch, -1)).bool().view(batch, width, k)
+        )
+        inputs = self.fuse(
+            embeds[rows, token.reshape(batch, -1)], predicted[rows, roots].detach().reshape(batch, width * k, -1)
+        )
+        # Group entry (r, j) sees the true entries up to its root and the entries (r, j' <= j).
+        sees_prefix = (torch.arange(entries, device=device)[None, None] <= roots[..., None]) & entry_mask[:, None]
+        sees_prefix = sees_prefix[:, :, None].expand(-1, -1, k, -1).reshape(batch, width * k, entries)
+        same_root = torch.eye(width, dtype=torch.bool, device=device)[:, None, :, None]
+        earlier = (level[None, :] <= level[:, None])[None, :, None, :]
+        sees_group = (same_root & earlier).reshape(1, width * k, width * k).expand(batch, -1, -1)
+        allowed = torch.cat([sees_prefix & real.reshape(batch, -1, 1), sees_group], dim=-1)
+        group_positions = (positions.gather(1, roots)[..., None] + 1 + level).reshape(batch, -1)
+        out = self.decode(inputs, group_positions, additive(allowed, inputs.dtype), cache)
+        return Predictions(out, torch.where(real, stands_for + 1, -1).reshape(batch, -1))
 
     def check_target(self, target: Any) -> None:
         """Raise ValueError naming each way this draft does not fit `target`."""

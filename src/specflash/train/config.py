@@ -37,6 +37,9 @@ class TrainConfig:
     w_ce: float = 0.1
     slot_weights: list[float] = field(default_factory=list)  # one per slot; empty = all 1.0
     noise_std: float = 0.0  # Gaussian noise on the draft's input features (not on the targets)
+    # > 0: also train a rehearsed tree group pass that reads the draft's own predicted features
+    # (training-time test), its loss weighted by this.
+    group_pass_weight: float = 0.0
     eval_fraction: float = 0.05  # share of samples held out (by sample, seeded)
     seed: int = 0
     save_every: int = 0  # checkpoint every N steps (0: only at the end)
@@ -54,6 +57,7 @@ class TrainConfig:
             "weight_decay",
             "grad_clip",
             "noise_std",
+            "group_pass_weight",
             "save_every",
             "w_ce",
             "w_smooth_l1",

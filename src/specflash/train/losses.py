@@ -1,7 +1,8 @@
 """The draft's training loss per SAR slot (FLASH.md section 6) and its top-1 agreement with the target.
 
-Slot i at position t predicts f[t+1+i]; a prediction counts where the draft made one (`has`) and the
-predicted position is an assistant token inside the sequence.
+Slot i of an entry predicts the feature i positions after the entry's first target (`Predictions.first`);
+a prediction counts where the entry makes one and the predicted position is an assistant token inside
+the sequence.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from specflash.draft.model import Predictions
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -25,24 +28,21 @@ class SlotLosses:
 
 
 def slot_targets(
-    features: torch.Tensor, has: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor, slot: int
+    predictions: Predictions, features: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor, slot: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For slot `slot`: the true features aligned with the predictions [B, L-1, D] and the bool [B, L-1]
-    of predictions that count."""
-    batch, length, dim = features.shape
-    shift = 1 + slot
-    target = features.new_zeros(batch, length - 1, dim)
-    counts = torch.zeros(batch, length - 1, dtype=torch.bool, device=features.device)
-    if shift < length:
-        target[:, : length - shift] = features[:, shift:]
-        valid = loss_mask[:, shift:] & attention_mask[:, shift:].bool()
-        counts[:, : length - shift] = valid & has[:, : length - shift]
+    """For slot `slot`: the true features [B, E, D] its predictions aim at and the bool [B, E] of
+    predictions that count (the entry makes one, its position is an assistant token in the sequence)."""
+    length = features.shape[1]
+    position = predictions.first + slot
+    inside = (predictions.first >= 0) & (position < length)
+    position = torch.where(inside, position, 0)
+    counts = inside & loss_mask.gather(1, position) & attention_mask.gather(1, position).bool()
+    target = features[torch.arange(features.shape[0], device=features.device)[:, None], position]
     return target, counts
 
 
 def slot_losses(
-    predicted: torch.Tensor,
-    has: torch.Tensor,
+    predictions: Predictions,
     features: torch.Tensor,
     loss_mask: torch.Tensor,
     attention_mask: torch.Tensor,
@@ -51,14 +51,14 @@ def slot_losses(
     w_smooth_l1: float = 1.0,
     w_ce: float = 0.1,
 ) -> SlotLosses:
-    """predicted [B, L-1, k, D] and has [B, L-1] from `Draft.forward_sequence`; features f [B, L, D];
-    loss_mask, attention_mask [B, L]; `logits_of` the target's frozen LM head. Per slot: mean SmoothL1 over
-    counted positions (mean over D) + w_ce * soft cross-entropy of the LM head's distributions."""
-    total = predicted.new_zeros(())
+    """predictions of one pass of `Draft.forward_sequence`; features f [B, L, D]; loss_mask,
+    attention_mask [B, L]; `logits_of` the target's frozen LM head. Per slot: mean SmoothL1 over counted
+    predictions (mean over D) + w_ce * soft cross-entropy of the LM head's distributions."""
+    total = predictions.features.new_zeros(())
     result = SlotLosses(total, [], [], [], [])
     for slot, weight in enumerate(slot_weights):
-        target, counts = slot_targets(features, has, loss_mask, attention_mask, slot)
-        guess, truth = predicted[:, :, slot][counts], target[counts]
+        target, counts = slot_targets(predictions, features, loss_mask, attention_mask, slot)
+        guess, truth = predictions.features[:, :, slot][counts], target[counts]
         n = guess.shape[0]
         if n == 0:
             for values in (result.smooth_l1, result.cross_entropy):

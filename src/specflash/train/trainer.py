@@ -17,6 +17,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from specflash.draft import Draft
+from specflash.draft.model import Predictions
 from specflash.schedule import warmup_cosine
 from specflash.targets import Target
 from specflash.train.checkpoint import (
@@ -28,7 +29,7 @@ from specflash.train.checkpoint import (
 )
 from specflash.train.config import RunConfig, TrainConfig
 from specflash.train.data import Batch, check_store_fits, collate, epoch_order, split_samples
-from specflash.train.losses import slot_losses
+from specflash.train.losses import SlotLosses, slot_losses
 from specflash.train.store import FeatureStore
 
 RUN_CONFIG_FILE = "run_config.json"
@@ -53,9 +54,14 @@ class SequenceForward(torch.nn.Module):
         self.draft = draft
 
     def forward(
-        self, features: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor, spans: list
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.draft.forward_sequence(features, embeds, attention_mask, spans)
+        self,
+        features: torch.Tensor,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        spans: list,
+        group_roots: torch.Tensor | None,
+    ) -> list[Predictions]:
+        return self.draft.forward_sequence(features, embeds, attention_mask, spans, group_roots)
 
 
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
@@ -125,7 +131,9 @@ class Trainer:
         mine = chosen[self.accelerator.process_index :: self.accelerator.num_processes]
         return mine, collate(self.target, [self.store[n] for n in mine])
 
-    def _losses(self, model: torch.nn.Module, batch: Batch, step: int | None) -> Any:
+    def _losses(self, model: torch.nn.Module, batch: Batch, step: int | None) -> list[SlotLosses]:
+        """Losses of the teacher-forced pass and, with group_pass_weight > 0, of the rehearsed group pass;
+        the first element's `total` is the weighted sum of both."""
         settings = self.config.train
         inputs = batch.features
         if step is not None and settings.noise_std > 0:
@@ -133,19 +141,25 @@ class Trainer:
             generator = torch.Generator(device=inputs.device).manual_seed(seed)
             noise = torch.randn(inputs.shape, generator=generator, device=inputs.device)
             inputs = inputs + settings.noise_std * noise
+        roots = group_roots(batch) if settings.group_pass_weight > 0 else None
         with self.accelerator.autocast():
-            predicted, has = model(inputs, batch.embeds, batch.attention_mask, batch.spans)
-            return slot_losses(
-                predicted,
-                has,
-                batch.features,
-                batch.loss_mask,
-                batch.attention_mask,
-                self._logits,
-                self.slot_weights,
-                settings.w_smooth_l1,
-                settings.w_ce,
-            )
+            passes = model(inputs, batch.embeds, batch.attention_mask, batch.spans, roots)
+            results = [
+                slot_losses(
+                    predictions,
+                    batch.features,
+                    batch.loss_mask,
+                    batch.attention_mask,
+                    self._logits,
+                    self.slot_weights,
+                    settings.w_smooth_l1,
+                    settings.w_ce,
+                )
+                for predictions in passes
+            ]
+        if len(results) > 1:
+            results[0].total = results[0].total + settings.group_pass_weight * results[1].total
+        return results
 
     def _logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.target.logits(features.to(self.target.dtype))
@@ -154,29 +168,35 @@ class Trainer:
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         """Per-slot top-1 agreement (LM-head argmax of f_hat_i vs of the true f) and loss on held-out samples."""
         k = self.config.draft.k
-        correct, counted, loss, batches = [0] * k, [0] * k, 0.0, 0
+        passes = 2 if self.config.train.group_pass_weight > 0 else 1
+        correct, counted, loss, batches = [0] * (k * passes), [0] * (k * passes), 0.0, 0
         was_training = model.training
         model.eval()
         size = self.config.train.batch_size
         mine = self.eval_ids[self.accelerator.process_index :: self.accelerator.num_processes]
         for first in range(0, len(mine), size):
             batch = collate(self.target, [self.store[n] for n in mine[first : first + size]])
-            result = self._losses(model, batch, None)
-            correct = [a + b for a, b in zip(correct, result.correct, strict=True)]
-            counted = [a + b for a, b in zip(counted, result.counted, strict=True)]
-            loss, batches = loss + float(result.total), batches + 1
+            results = self._losses(model, batch, None)
+            correct = [a + b for a, b in zip(correct, _flat(results, "correct"), strict=True)]
+            counted = [a + b for a, b in zip(counted, _flat(results, "counted"), strict=True)]
+            loss, batches = loss + float(results[0].total), batches + 1
         model.train(was_training)
         totals = self.accelerator.reduce(
             torch.tensor([*correct, *counted, loss, batches], dtype=torch.float64, device=self.accelerator.device),
             "sum",
         ).tolist()
-        correct, counted = totals[:k], totals[k : 2 * k]
-        return {
+        size = k * passes
+        correct, counted = totals[:size], totals[size : 2 * size]
+        accuracy = [c / n if n else 0.0 for c, n in zip(correct, counted, strict=True)]
+        report = {
             "samples": len(self.eval_ids),
-            "accuracy": [c / n if n else 0.0 for c, n in zip(correct, counted, strict=True)],
-            "predictions": [int(n) for n in counted],
+            "accuracy": accuracy[:k],
+            "predictions": [int(n) for n in counted[:k]],
             "loss": totals[-2] / totals[-1] if totals[-1] else 0.0,
         }
+        if passes > 1:
+            report["group_accuracy"] = accuracy[k:]
+        return report
 
     def run(self, show_progress: bool = False) -> TrainResult:
         accelerator, settings = self.accelerator, self.config.train
@@ -202,7 +222,8 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 samples, batch = self.batch_for(step)
-                result = self._losses(model, batch, step)
+                results = self._losses(model, batch, step)
+                result = results[0]
                 accelerator.backward(result.total)
                 if settings.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), settings.grad_clip)
@@ -222,9 +243,8 @@ class Trainer:
                             "samples": samples,
                             "smooth_l1": result.smooth_l1,
                             "cross_entropy": result.cross_entropy,
-                            "accuracy": [
-                                c / n if n else 0.0 for c, n in zip(result.correct, result.counted, strict=True)
-                            ],
+                            "accuracy": _accuracy(result),
+                            **({"group_accuracy": _accuracy(results[1])} if len(results) > 1 else {}),
                         },
                     )
                 progress.update(task, advance=1, info=f"loss {loss:.4f}")
@@ -266,6 +286,21 @@ def train(
     """Train a draft for `target` on the features in `data`; the draft is written to `out`
     (config.json + model.safetensors), checkpoints to out/checkpoints/."""
     return Trainer(target, data, out, config, resume).run(show_progress)
+
+
+def group_roots(batch: Batch) -> torch.Tensor:
+    """[B, L] bool: positions t whose rehearsed tree group drafts assistant tokens (t+2 is one)."""
+    roots = torch.zeros_like(batch.loss_mask)
+    roots[:, :-2] = batch.loss_mask[:, 2:] & batch.attention_mask[:, 2:].bool()
+    return roots
+
+
+def _accuracy(result: SlotLosses) -> list[float]:
+    return [c / n if n else 0.0 for c, n in zip(result.correct, result.counted, strict=True)]
+
+
+def _flat(results: list[SlotLosses], field: str) -> list[int]:
+    return [value for result in results for value in getattr(result, field)]
 
 
 def _raw_optimizer(optimizer: Any) -> torch.optim.Optimizer:
