@@ -1,5 +1,8 @@
 """Latent compression: spans shrink to C latents in the draft's sequence and cache, per span kind."""
 
+import json
+
+import pytest
 import tiny
 import torch
 
@@ -61,3 +64,16 @@ def test_head_and_compressor_are_light() -> None:
     plain = Draft.for_target(target, DraftConfig()).parameter_counts()
     assert counts["draft"] == plain["draft"] and plain["slot_head"] == plain["compressor"] == 0
     assert 0 < counts["slot_head"] < counts["draft"] and 0 < counts["compressor"] < counts["draft"]
+
+
+def test_latent_pooling_heads_default_to_the_drafts_and_old_drafts_keep_one(tmp_path) -> None:
+    target = tiny.llava(seed=0)
+    draft = Draft.for_target(target, DraftConfig(k=1, latents=4))
+    assert draft.compressor.heads == draft.config.heads > 1
+    draft.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["latent_heads"]  # as written before multi-head pooling
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert Draft.from_pretrained(tmp_path).compressor.heads == 1
+    with pytest.raises(ValueError, match="latent_heads"):
+        Draft.for_target(target, DraftConfig(latents=4, latent_heads=3))

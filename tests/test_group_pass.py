@@ -59,18 +59,21 @@ def test_group_pass_equals_the_drafters(case: str, config: DraftConfig) -> None:
     draft = Draft.for_target(target, config, seed=3)
     ids, length = batch["input_ids"], batch["input_ids"].shape[1]
     roots = torch.zeros(ids.shape, dtype=torch.bool)
-    chosen = [length - 7, length - 5, length - 3]  # after every visual span; the last group is cut short
-    roots[:, chosen] = True
+    # After every visual span; the last group is cut short. A second row has no roots (the pass pads it).
+    chosen = [[length - 7, length - 5, length - 3], []]
+    for row in range(ids.shape[0]):
+        roots[row, chosen[row]] = True
     with torch.no_grad():
         _, group = draft.forward_sequence(
             prefill.features, prefill.embeds, prefill.attention_mask, prefill.spans, roots
         )
     k = draft.config.k
     for row in range(ids.shape[0]):
-        for index, root in enumerate(chosen):
+        for index, root in enumerate(chosen[row]):
             expected = drafter_group(draft, target, prefill, ids, row, root)
             n = expected.shape[0]
             entries = slice(index * k, index * k + n)
             assert group.first[row, entries].tolist() == list(range(root + 2, root + 2 + n))
             assert (group.first[row, index * k + n : (index + 1) * k] == -1).all()
             torch.testing.assert_close(group.features[row, entries], expected, atol=1e-5, rtol=1e-4)
+    assert (group.first[1:] == -1).all()

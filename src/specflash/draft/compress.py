@@ -21,6 +21,8 @@ from specflash.targets.family import VisualSpan
 class LatentCompressor(nn.Module):
     def __init__(self, dim: int, latents: int, heads: int, eps: float) -> None:
         super().__init__()
+        if dim % heads:
+            raise ValueError(f"latent_heads={heads} must divide the draft's width {dim}")
         self.heads = heads
         self.queries = nn.Parameter(torch.zeros(latents, dim))
         self.norm = RMSNorm(dim, eps)

@@ -17,6 +17,9 @@ class DraftConfig:
     k: int = 1
     latents: int = 0
     layers: int = 1
+    # Heads of the latent pooling; resolved to the draft's head count. Drafts saved before multi-head
+    # pooling lack it and pool with one head, as they were trained.
+    latent_heads: int | None = None
     heads: int | None = None
     kv_heads: int | None = None
     intermediate_size: int | None = None
@@ -34,6 +37,8 @@ class DraftConfig:
                 raise ValueError(f"DraftConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.latents < 0:
             raise ValueError(f"DraftConfig.latents must be >= 0, got {self.latents}")
+        if self.latent_heads is not None and self.latent_heads < 1:
+            raise ValueError(f"DraftConfig.latent_heads must be >= 1, got {self.latent_heads}")
 
     def resolve(self, target: Any) -> DraftConfig:
         """Fill every size the user left open from the target's text model."""
@@ -43,6 +48,7 @@ class DraftConfig:
         return dataclasses.replace(
             self,
             heads=heads,
+            latent_heads=self.latent_heads or heads,
             kv_heads=self.kv_heads or getattr(text, "num_key_value_heads", None) or heads,
             intermediate_size=self.intermediate_size or text.intermediate_size,
             rope_theta=self.rope_theta or rope.get("rope_theta", getattr(text, "rope_theta", 10000.0)),

@@ -71,8 +71,9 @@ class Draft(nn.Module):
             for _ in range(config.layers)
         )
         self.head = SlotHead(dim, config.k, config.rms_norm_eps) if config.k > 1 else None
+        pooling_heads = config.latent_heads or 1  # drafts saved before multi-head pooling: one head
         self.compressor = (
-            LatentCompressor(dim, config.latents, config.heads, config.rms_norm_eps) if config.latents else None
+            LatentCompressor(dim, config.latents, pooling_heads, config.rms_norm_eps) if config.latents else None
         )
 
     @classmethod

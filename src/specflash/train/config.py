@@ -20,7 +20,17 @@ from typing import Any
 from specflash.draft import DraftConfig
 
 # DraftConfig fields a user may set; the rest are facts filled from the target.
-USER_DRAFT_KEYS = ("k", "latents", "layers", "heads", "kv_heads", "intermediate_size", "rope_theta", "rms_norm_eps")
+USER_DRAFT_KEYS = (
+    "k",
+    "latents",
+    "layers",
+    "latent_heads",
+    "heads",
+    "kv_heads",
+    "intermediate_size",
+    "rope_theta",
+    "rms_norm_eps",
+)
 
 
 @dataclass(frozen=True)

@@ -185,8 +185,8 @@ class Trainer:
             torch.tensor([*correct, *counted, loss, batches], dtype=torch.float64, device=self.accelerator.device),
             "sum",
         ).tolist()
-        size = k * passes
-        correct, counted = totals[:size], totals[size : 2 * size]
+        slots = k * passes
+        correct, counted = totals[:slots], totals[slots : 2 * slots]
         accuracy = [c / n if n else 0.0 for c, n in zip(correct, counted, strict=True)]
         report = {
             "samples": len(self.eval_ids),
