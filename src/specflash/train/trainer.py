@@ -187,7 +187,7 @@ class Trainer:
         ).tolist()
         slots = k * passes
         correct, counted = totals[:slots], totals[slots : 2 * slots]
-        accuracy = [c / n if n else 0.0 for c, n in zip(correct, counted, strict=True)]
+        accuracy = _accuracy(correct, counted)
         report = {
             "samples": len(self.eval_ids),
             "accuracy": accuracy[:k],
@@ -243,8 +243,12 @@ class Trainer:
                             "samples": samples,
                             "smooth_l1": result.smooth_l1,
                             "cross_entropy": result.cross_entropy,
-                            "accuracy": _accuracy(result),
-                            **({"group_accuracy": _accuracy(results[1])} if len(results) > 1 else {}),
+                            "accuracy": _accuracy(result.correct, result.counted),
+                            **(
+                                {"group_accuracy": _accuracy(results[1].correct, results[1].counted)}
+                                if len(results) > 1
+                                else {}
+                            ),
                         },
                     )
                 progress.update(task, advance=1, info=f"loss {loss:.4f}")
@@ -295,8 +299,9 @@ def group_roots(batch: Batch) -> torch.Tensor:
     return roots
 
 
-def _accuracy(result: SlotLosses) -> list[float]:
-    return [c / n if n else 0.0 for c, n in zip(result.correct, result.counted, strict=True)]
+def _accuracy(correct: list[float], counted: list[float]) -> list[float]:
+    """Per-slot share of counted predictions that were correct (0 where none counted)."""
+    return [c / n if n else 0.0 for c, n in zip(correct, counted, strict=True)]
 
 
 def _flat(results: list[SlotLosses], field: str) -> list[int]:
