@@ -220,6 +220,7 @@ def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: i
     """A draft overfit on the target's own greedy continuation of a batch-1 prompt, so most of its
     proposals are accepted: long acceptance paths run. Every slot i learns f[t+1+i]."""
     from specflash import Draft, DraftConfig
+    from specflash.train.losses import slot_losses
 
     continuation = hf_greedy(target, inputs, max_new_tokens)[0]
     sequence = target.prepare({**inputs, **_row(inputs, 0, continuation)})
@@ -227,16 +228,13 @@ def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: i
     features, embeds = prefill.features.clone(), prefill.embeds.clone()
     draft = Draft.for_target(target, config or DraftConfig())
     optimizer = torch.optim.Adam(draft.parameters(), lr=3e-3)
-    length = features.shape[1]
+    everywhere = torch.ones_like(prefill.attention_mask, dtype=torch.bool)
     for _ in range(steps):
         (predictions,) = draft.forward_sequence(features, embeds, prefill.attention_mask, prefill.spans)
-        loss = 0.0
-        for slot in range(draft.config.k):
-            position = predictions.first[0] + slot
-            usable = (predictions.first[0] >= 0) & (position < length)
-            guess = predictions.features[0, :, slot][usable]
-            loss = loss + torch.nn.functional.smooth_l1_loss(guess, features[0, position[usable]])
+        losses = slot_losses(
+            predictions, features, everywhere, prefill.attention_mask, target.logits, [1.0] * draft.config.k, w_ce=0.0
+        )
         optimizer.zero_grad()
-        loss.backward()
+        losses.total.backward()
         optimizer.step()
     return draft.eval()
