@@ -227,6 +227,7 @@ def fit_draft(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: i
     _, prefill = target.prefill(sequence)
     features, embeds = prefill.features.clone(), prefill.embeds.clone()
     draft = Draft.for_target(target, config or DraftConfig())
+    target.model.requires_grad_(False)  # as in the trainer: only the draft learns
     optimizer = torch.optim.Adam(draft.parameters(), lr=3e-3)
     everywhere = torch.ones_like(prefill.attention_mask, dtype=torch.bool)
     for _ in range(steps):
