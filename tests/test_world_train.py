@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
+from specflash.cli import app
 from specflash.world.build import new_model
-from specflash.world.train import TrainConfig, _optimizer, set_rates, train
+from specflash.world.train import TASK_MIX, TrainConfig, _optimizer, set_rates, task_mix, train
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
@@ -35,6 +37,7 @@ def test_image_target_resume_is_exact(tmp_path):
     stopped.steps = 2
     state = train(stopped)
     assert state["step"] == 2 and "vision_loss" in state
+    assert 0 <= state["vision_token_kind_accuracy"] <= 1
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "stopped" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -57,3 +60,51 @@ def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
     torch.set_num_threads(1)
     state = train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=1, batch=2, vision_steps=2))
     assert state["step"] == 1 and "vision_loss" not in state
+
+
+def test_a_drill_mix_trains(tmp_path):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(
+        name="world-text-tiny",
+        out=str(tmp_path),
+        steps=1,
+        batch=2,
+        mix={"text": 0.5, "text-drill": 0.5},
+    )
+    state = train(cfg)
+    assert state["step"] == 1 and state["config"]["mix"] == {"text": 0.5, "text-drill": 0.5}
+
+
+def test_a_mix_must_fit_the_target():
+    with pytest.raises(ValueError, match="cannot train on caption"):
+        task_mix("world-text-tiny", {"caption": 1.0})
+    with pytest.raises(ValueError, match="cannot train on video"):
+        task_mix("world-llava-tiny", {"caption": 0.5, "video": 0.5})
+    assert task_mix("world-qwen-tiny", None) == TASK_MIX["qwen"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "world-nope"], "unknown world model"),
+        (["--target", "world-text-tiny", "--mix", "caption=1"], "cannot train on caption"),
+        (["--target", "world-llava-tiny", "--mix", "caption=1,drill"], "is not task=share"),
+        (["--target", "world-llava-tiny", "--mix", "recipes=1"], "unknown task"),
+        (["--target", "world-llava-tiny", "--mix", "caption=0"], "must be positive"),
+    ],
+)
+def test_world_train_rejects_bad_options(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+def test_warm_up_labels_every_token_with_its_cell():
+    from specflash.world.scenes import KINDS, Scene, WorldObject
+    from specflash.world.vision_warmup import TOKEN_GRID, token_labels
+
+    kite = WorldObject(kind="kite", color="red", size="large", cell=(0, 2))
+    labels = token_labels(Scene(scene_type="park", objects=[kite])).reshape(TOKEN_GRID, TOKEN_GRID, -1)
+    assert labels[0, TOKEN_GRID - 1].tolist()[:1] == [KINDS.index("kite") + 1]
+    assert labels[0, TOKEN_GRID - 1, 3:].tolist() == [0, 2]
+    assert labels[TOKEN_GRID - 1, 0].tolist() == [0, 0, 0, 2, 0]  # empty bottom-left cell
+    assert (labels[..., 0] > 0).sum() == 9  # the 3x3 tokens of the top-right cell

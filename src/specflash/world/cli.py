@@ -42,6 +42,29 @@ def build(
     console.print(f"wrote {n} {task} samples to {out}")
 
 
+def _parse_mix(target: str, text: str) -> dict[str, float]:
+    from .tasks import DRILLS
+    from .train import task_mix
+
+    known = (*TASKS, *DRILLS)
+    mix = {}
+    for part in text.split(","):
+        task, _, share = part.partition("=")
+        task = task.strip()
+        if task not in known:
+            raise typer.BadParameter(f"unknown task {task!r}; known: {', '.join(known)}", param_hint="--mix")
+        try:
+            mix[task] = float(share)
+        except ValueError:
+            raise typer.BadParameter(f"{part!r} is not task=share", param_hint="--mix") from None
+        if mix[task] <= 0:
+            raise typer.BadParameter(f"share of {task!r} must be positive", param_hint="--mix")
+    try:
+        return task_mix(target, mix)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--mix") from None
+
+
 @app.command()
 def train(
     target: str = typer.Option(..., help=f"One of {', '.join(FAMILIES)}."),
@@ -59,6 +82,11 @@ def train(
     resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     device: str = typer.Option("cpu", help="Device to train on (cpu, cuda, cuda:1, ...)."),
+    mix: str = typer.Option(
+        None,
+        help="Task shares of the training samples, e.g. caption=0.3,instruct=0.3,drill=0.4 "
+        "(default: the recipe's). Training-only tasks: drill, text-drill (5-7 questions about one scene).",
+    ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:
     """Train a world target from scratch (resumable)."""
@@ -66,6 +94,8 @@ def train(
     from .train import DEFAULT_STEPS, TrainConfig
     from .train import train as run_training
 
+    if target not in FAMILIES:
+        raise typer.BadParameter(f"unknown world model {target!r}; known: {', '.join(FAMILIES)}", param_hint="--target")
     torch.set_num_threads(threads)
     try:
         device = str(resolve_device(device))
@@ -73,6 +103,7 @@ def train(
         raise typer.BadParameter(str(error), param_hint="--device") from None
     out = out or Path("world-models") / target
     cfg = TrainConfig(
+        mix=_parse_mix(target, mix) if mix else None,
         name=target,
         out=str(out),
         size=size,

@@ -18,13 +18,21 @@ from safetensors.torch import load_file, save_file
 from ..schedule import warmup_cosine
 from .build import MODEL_CLASSES, family_of, new_model
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
-from .tasks import make_sample
+from .tasks import Sample, make_sample
+from .video_changes import change_labels, change_loss
 from .vision_warmup import vision_parameters, warmup_vision
 
 TASK_MIX = {
-    "llava": (("caption", 0.5), ("instruct", 0.5)),
-    "qwen": (("caption", 0.35), ("instruct", 0.35), ("video", 0.3)),
-    "text": (("text", 1.0),),
+    "llava": {"caption": 0.5, "instruct": 0.5},
+    "qwen": {"caption": 0.35, "instruct": 0.35, "video": 0.3},
+    "text": {"text": 1.0},
+}
+
+# What each family can read: the text target sees no images, only the Qwen target sees video.
+FAMILY_TASKS = {
+    "llava": {"caption", "instruct", "drill"},
+    "qwen": {"caption", "instruct", "video", "drill"},
+    "text": {"text", "text-drill"},
 }
 
 DEFAULT_STEPS = {"world-llava-tiny": 4800, "world-qwen-tiny": 2600, "world-text-tiny": 1500}
@@ -48,18 +56,43 @@ class TrainConfig:
     vision_lr_scale: float = 0.1
     vision_steps: int | None = None  # None: the recipe's VISION_STEPS
     device: str = "cpu"
+    mix: dict[str, float] | None = None  # task -> share of samples; None: the family's TASK_MIX
+    change_loss_weight: float = 1.0  # video target: weight of the change loss (video_changes.py)
 
 
-def _task_for(family: str, seed: int, index: int) -> str:
-    tasks, weights = zip(*TASK_MIX[family], strict=True)
+def _task_for(mix: dict[str, float], seed: int, index: int) -> str:
+    tasks, weights = zip(*mix.items(), strict=True)
     return random.Random(f"mix/{seed}/{index}").choices(tasks, weights)[0]
 
 
-def _batch(family: str, processor, seed: int, start: int, size: int, device: str) -> dict[str, torch.Tensor]:
-    samples = [make_sample(_task_for(family, seed, i), "train", seed, i) for i in range(start, start + size)]
+def task_mix(name: str, mix: dict[str, float] | None) -> dict[str, float]:
+    """The mix a run of target `name` trains on (None: its recipe's), checked against what it can read."""
+    family = family_of(name)
+    unreadable = sorted(set(mix or {}) - FAMILY_TASKS[family])
+    if unreadable:
+        known = ", ".join(sorted(FAMILY_TASKS[family]))
+        raise ValueError(f"{name} cannot train on {', '.join(unreadable)}; its tasks: {known}")
+    return mix or TASK_MIX[family]
+
+
+def _batch(
+    mix: dict[str, float], processor, seed: int, start: int, size: int
+) -> tuple[dict[str, torch.Tensor], list[Sample]]:
+    samples = [make_sample(_task_for(mix, seed, i), "train", seed, i) for i in range(start, start + size)]
     inputs = encode(processor, [s.messages for s in samples], [s.images for s in samples], [s.video for s in samples])
     inputs["labels"] = assistant_labels(inputs["input_ids"], tokenizer_of(processor))
-    return {name: value.to(device) for name, value in inputs.items()}
+    return dict(inputs), samples
+
+
+def _loss(model, family: str, processor, cfg: TrainConfig, start: int, mix: dict[str, float]) -> torch.Tensor:
+    """The batch's answer loss; for the video target plus the weighted change loss (video_changes.py)."""
+    batch, samples = _batch(mix, processor, cfg.seed, start, cfg.batch)
+    batch = {name: value.to(cfg.device) for name, value in batch.items()}
+    if family != "qwen" or not cfg.change_loss_weight:
+        return model(**batch).loss
+    changes = change_labels(batch["input_ids"], samples, tokenizer_of(processor), model.config.video_token_id)
+    out = model(**batch, output_hidden_states=True)
+    return out.loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, changes)
 
 
 def _optimizer(model, family: str, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -113,6 +146,7 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
 def train(cfg: TrainConfig, resume: bool = True) -> dict:
     """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint). Returns the state."""
     family = family_of(cfg.name)
+    mix = task_mix(cfg.name, cfg.mix)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
         model, optimizer, state = _load_checkpoint(family, ckpt, cfg)
@@ -136,7 +170,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         if "vision_loss" not in state and vision_steps:
             t0 = time.perf_counter()
             warm = progress.add_task(f"vision warm-up {cfg.name}", total=vision_steps, loss="-")
-            state["vision_loss"] = warmup_vision(
+            warm_result = warmup_vision(
                 model,
                 family,
                 processor.image_processor,
@@ -144,15 +178,16 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
                 vision_steps,
                 on_step=lambda _, loss: progress.update(warm, advance=1, loss=f"{loss:.3f}"),
             )
+            state["vision_loss"] = warm_result["loss"]
+            state["vision_token_kind_accuracy"] = warm_result["token_kind_accuracy"]
             state["elapsed_s"] += time.perf_counter() - t0
             _save_checkpoint(model, optimizer, ckpt, state)
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
         ema = state["loss"]
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
-            batch = _batch(family, processor, cfg.seed, state["next_index"], cfg.batch, cfg.device)
             set_rates(optimizer, cfg, state["step"])
-            loss = model(**batch).loss
+            loss = _loss(model, family, processor, cfg, state["next_index"], mix)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

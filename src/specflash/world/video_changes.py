@@ -1,0 +1,92 @@
+"""An auxiliary stage-2 loss for the video target: each video token says what changed in its cell.
+
+The Qwen2.5-VL vision tower attends within one frame pair at a time, so only the language model can
+see that an object moved, appeared or vanished between pairs. Here the language model's own output
+head, read after its first CHANGE_LAYER layers, must name at every video token of a later frame pair
+the change in that token's grid cell: " appears", " vanishes", the direction of an object that moved
+in (" left", " right", " up", " down") or " nothing". A narration token can then find an event by
+attending to the tokens that flag one. No parameters are added: the shipped model stays the stock one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .recipes import QWEN_MERGE, QWEN_PATCH, QWEN_VIDEO_SIZE
+from .scenes import GRID
+from .tasks import Sample
+from .video import FRAMES
+from .vision_warmup import cells_of_tokens
+
+CHANGE_LAYER = 2  # of 4: layers above it read the flags when they narrate
+CHANGE_WORDS = {
+    "nothing": " nothing",
+    "appear": " appears",
+    "disappear": " vanishes",
+    "left": " left",
+    "right": " right",
+    "up": " up",
+    "down": " down",
+}
+TEMPORAL_PATCH = 2
+VIDEO_TOKEN_GRID = QWEN_VIDEO_SIZE // QWEN_PATCH // QWEN_MERGE
+
+
+def cell_changes(sample: Sample) -> dict[int, dict[tuple[int, int], str | None]]:
+    """Per frame pair with an event: cell -> the change there; a moved object's old cell -> None (left
+    unsupervised: it emptied, but the object did not vanish)."""
+    cells = {o.kind: o.cell for o in sample.scenes[0].objects}
+    changes: dict[int, dict[tuple[int, int], str | None]] = {}
+    for event in sample.events:
+        pair = changes.setdefault(event.frame // TEMPORAL_PATCH, {})
+        if event.action == "disappear":
+            pair[cells.pop(event.kind)] = "disappear"
+        elif event.action == "appear" and event.cell:
+            pair[event.cell] = "appear"
+            cells[event.kind] = event.cell
+        elif event.action == "move" and event.cell and event.direction:
+            pair[cells[event.kind]] = None
+            pair[event.cell] = event.direction
+            cells[event.kind] = event.cell
+    return changes
+
+
+def video_token_labels(sample: Sample, word_ids: dict[str, int]) -> torch.Tensor:
+    """[pairs * tokens per pair]: the change word's id per video token, -100 for the first pair and
+    for the old cells of moved objects."""
+    changes = cell_changes(sample)
+    token_cells = cells_of_tokens(VIDEO_TOKEN_GRID)
+    labels = []
+    for pair in range(FRAMES // TEMPORAL_PATCH):
+        for cell_index in token_cells:
+            cell = (cell_index // GRID, cell_index % GRID)
+            if pair == 0:
+                labels.append(-100)
+                continue
+            change = changes.get(pair, {}).get(cell, "nothing")
+            labels.append(-100 if change is None else word_ids[change])
+    return torch.tensor(labels)
+
+
+def change_labels(input_ids: torch.Tensor, samples: list[Sample], tokenizer, video_token_id: int) -> torch.Tensor:
+    """Labels aligned with input_ids: change words at the video tokens of video samples, -100 elsewhere."""
+    word_ids = {}
+    for change, word in CHANGE_WORDS.items():
+        (word_ids[change],) = tokenizer(word, add_special_tokens=False).input_ids
+    labels = torch.full_like(input_ids, -100)
+    for row, sample in enumerate(samples):
+        if sample.video:
+            positions = (input_ids[row] == video_token_id).nonzero().squeeze(1)
+            labels[row, positions] = video_token_labels(sample, word_ids).to(labels.device)
+    return labels
+
+
+def change_loss(model, hidden_states: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the change words, read by the model's own norm and output head after
+    CHANGE_LAYER layers; zero when the batch has no video."""
+    counted = labels != -100
+    if not counted.any():
+        return hidden_states[0].new_zeros(())
+    states = hidden_states[CHANGE_LAYER][counted]
+    logits = model.lm_head(model.model.language_model.norm(states))
+    return torch.nn.functional.cross_entropy(logits.float(), labels[counted])

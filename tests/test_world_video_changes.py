@@ -1,0 +1,68 @@
+"""The video target's change loss: per video token, the change in its cell since the last frame pair."""
+
+import torch
+
+from specflash.world.scenes import Scene, WorldObject
+from specflash.world.tasks import Sample, make_samples
+from specflash.world.video import Event
+from specflash.world.video_changes import (
+    CHANGE_WORDS,
+    VIDEO_TOKEN_GRID,
+    cell_changes,
+    change_loss,
+    video_token_labels,
+)
+
+KITE = WorldObject(kind="kite", color="red", size="large", cell=(0, 0))
+BALL = WorldObject(kind="ball", color="blue", size="small", cell=(2, 2))
+
+
+def _sample(events: list[Event]) -> Sample:
+    return Sample("video", [], [], [], [Scene("park", [KITE, BALL])], [], events=events)
+
+
+def test_changes_follow_each_object_through_the_events():
+    events = [
+        Event("move", "kite", "red", 2, "right", (0, 1)),
+        Event("appear", "bench", "pink", 4, None, (1, 1)),
+        Event("disappear", "kite", "red", 6),  # vanishes from where it moved to
+    ]
+    assert cell_changes(_sample(events)) == {
+        1: {(0, 0): None, (0, 1): "right"},
+        2: {(1, 1): "appear"},
+        3: {(0, 1): "disappear"},
+    }
+
+
+def test_token_labels_flag_the_cells_of_changes_only_after_the_first_pair():
+    words = {change: i for i, change in enumerate(CHANGE_WORDS)}
+    labels = video_token_labels(_sample([Event("disappear", "ball", "blue", 4)]), words)
+    per_pair = labels.reshape(4, VIDEO_TOKEN_GRID, VIDEO_TOKEN_GRID)
+    assert (per_pair[0] == -100).all()
+    assert per_pair[2, -1, -1] == words["disappear"] and per_pair[2, 0, 0] == words["nothing"]
+    assert (per_pair[1] == words["nothing"]).all() and (per_pair[3] == words["nothing"]).all()
+    assert (per_pair[2] == words["disappear"]).sum() == (VIDEO_TOKEN_GRID // 3) ** 2
+
+
+def test_real_videos_label_every_event():
+    for sample in make_samples("video", "train", 30, seed=0):
+        changes = cell_changes(sample)
+        flagged = [c for pair in changes.values() for c in pair.values() if c is not None]
+        assert len(flagged) == len(sample.events)
+
+
+def test_change_loss_is_zero_without_video():
+    class Stub(torch.nn.Module):
+        pass
+
+    hidden = (torch.randn(2, 5, 8),) * 3
+    assert change_loss(Stub(), hidden, torch.full((2, 5), -100)).item() == 0
+
+
+def test_a_video_target_step_trains_with_the_change_loss(tmp_path):
+    from specflash.world.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(name="world-qwen-tiny", out=str(tmp_path), steps=1, batch=2, vision_steps=1, mix={"video": 1.0})
+    state = train(cfg)
+    assert state["step"] == 1 and state["loss"] > 0
