@@ -67,9 +67,9 @@ def test_message_format_is_hf_multimodal_chat():
 @pytest.mark.parametrize("drill", ["drill", "text-drill"])
 def test_drills_are_training_only_and_parse_back(drill):
     for s in make_samples(drill, "train", 20, seed=4):
-        assert 5 <= len(s.turns) <= 7 and len(s.scenes) == 1
+        assert 5 <= len(s.turns) <= 7 and len(s.scenes) == 1 and s.task == drill
         for turn in s.turns:
             if turn.value is not None:
                 assert parse_answer(turn.qtype, turn.answer) == turn.value, (turn.question, turn.answer)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match="training-only"):
         make_samples(drill, "eval", 1, seed=0)

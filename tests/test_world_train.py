@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from specflash.cli import app
 from specflash.world.build import new_model
-from specflash.world.train import TASK_MIX, TrainConfig, _optimizer, set_rates, task_mix, train
+from specflash.world.train import TASK_MIX, ResumeMismatch, TrainConfig, _optimizer, set_rates, task_mix, train
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
@@ -91,6 +91,8 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=1,drill"], "is not task=share"),
         (["--target", "world-llava-tiny", "--mix", "recipes=1"], "unknown task"),
         (["--target", "world-llava-tiny", "--mix", "caption=0"], "must be positive"),
+        (["--target", "world-llava-tiny", "--mix", "caption=nan"], "must be positive and finite"),
+        (["--target", "world-llava-tiny", "--mix", "caption=1,caption=2"], "given twice"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):
@@ -108,3 +110,22 @@ def test_warm_up_labels_every_token_with_its_cell():
     assert labels[0, TOKEN_GRID - 1, 3:].tolist() == [0, 2]
     assert labels[TOKEN_GRID - 1, 0].tolist() == [0, 0, 0, 2, 0]  # empty bottom-left cell
     assert (labels[..., 0] > 0).sum() == 9  # the 3x3 tokens of the top-right cell
+
+
+def test_a_resumed_run_keeps_its_data_stream(tmp_path):
+    torch.set_num_threads(1)
+    mix = {"text": 0.5, "text-drill": 0.5}
+    train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=1, batch=2, mix=mix))
+    resumed = train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=2, batch=2))
+    assert resumed["step"] == 2 and resumed["config"]["mix"] == mix  # no mix given: the run's own
+    with pytest.raises(ResumeMismatch, match="batch=2"):
+        train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
+    with pytest.raises(ResumeMismatch, match="mix="):
+        train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=2, mix={"text": 1.0}))
+
+
+def test_a_mix_needs_positive_finite_shares():
+    with pytest.raises(ValueError, match="positive, finite"):
+        task_mix("world-text-tiny", {"text": float("nan")})
+    with pytest.raises(ValueError, match="at least one task"):
+        task_mix("world-text-tiny", {})

@@ -9,6 +9,7 @@ from specflash.world.video_changes import (
     CHANGE_WORDS,
     VIDEO_TOKEN_GRID,
     cell_changes,
+    change_labels,
     change_loss,
     video_token_labels,
 )
@@ -66,3 +67,22 @@ def test_a_video_target_step_trains_with_the_change_loss(tmp_path):
     cfg = TrainConfig(name="world-qwen-tiny", out=str(tmp_path), steps=1, batch=2, vision_steps=1, mix={"video": 1.0})
     state = train(cfg)
     assert state["step"] == 1 and state["loss"] > 0
+
+
+def test_labels_line_up_with_the_processors_video_tokens():
+    from specflash.world.models import shipped_path
+    from specflash.world.processing import encode, load_processor, tokenizer_of
+
+    processor = load_processor(shipped_path("world-qwen-tiny"))
+    tokenizer = tokenizer_of(processor)
+    samples = [*make_samples("video", "train", 2, seed=0), make_samples("caption", "train", 1, seed=0)[0]]
+    inputs = encode(processor, [s.messages for s in samples], [s.images for s in samples], [s.video for s in samples])
+    video_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    labels = change_labels(inputs["input_ids"], samples, tokenizer, video_id)
+    for row, sample in enumerate(samples[:2]):
+        video_positions = inputs["input_ids"][row] == video_id
+        assert int(video_positions.sum()) == 4 * VIDEO_TOKEN_GRID**2
+        assert (labels[row][~video_positions] == -100).all()
+        words = {change: tokenizer(w, add_special_tokens=False).input_ids[0] for change, w in CHANGE_WORDS.items()}
+        assert torch.equal(labels[row][video_positions], video_token_labels(sample, words))
+    assert (labels[2] == -100).all()

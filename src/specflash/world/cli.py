@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -53,12 +54,14 @@ def _parse_mix(target: str, text: str) -> dict[str, float]:
         task = task.strip()
         if task not in known:
             raise typer.BadParameter(f"unknown task {task!r}; known: {', '.join(known)}", param_hint="--mix")
+        if task in mix:
+            raise typer.BadParameter(f"{task!r} is given twice", param_hint="--mix")
         try:
             mix[task] = float(share)
         except ValueError:
             raise typer.BadParameter(f"{part!r} is not task=share", param_hint="--mix") from None
-        if mix[task] <= 0:
-            raise typer.BadParameter(f"share of {task!r} must be positive", param_hint="--mix")
+        if not math.isfinite(mix[task]) or mix[task] <= 0:
+            raise typer.BadParameter(f"share of {task!r} must be positive and finite", param_hint="--mix")
     try:
         return task_mix(target, mix)
     except ValueError as error:
@@ -87,11 +90,14 @@ def train(
         help="Task shares of the training samples, e.g. caption=0.3,instruct=0.3,drill=0.4 "
         "(default: the recipe's). Training-only tasks: drill, text-drill (5-7 questions about one scene).",
     ),
+    change_loss_weight: float = typer.Option(
+        1.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0 turns it off."
+    ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:
     """Train a world target from scratch (resumable)."""
     from .models import ship as ship_model
-    from .train import DEFAULT_STEPS, TrainConfig
+    from .train import DEFAULT_STEPS, ResumeMismatch, TrainConfig
     from .train import train as run_training
 
     if target not in FAMILIES:
@@ -104,6 +110,7 @@ def train(
     out = out or Path("world-models") / target
     cfg = TrainConfig(
         mix=_parse_mix(target, mix) if mix else None,
+        change_loss_weight=change_loss_weight,
         name=target,
         out=str(out),
         size=size,
@@ -116,7 +123,11 @@ def train(
         device=device,
         vision_steps=vision_steps,
     )
-    state = run_training(cfg, resume=resume)
+    try:
+        state = run_training(cfg, resume=resume)
+    except ResumeMismatch as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
     console.print(
         f"trained {target}: {state['step']} steps, loss {state['loss']:.3f}, {state['elapsed_s'] / 60:.1f} min"
     )

@@ -80,10 +80,12 @@ def caption_sample(rng: random.Random, key: str) -> Sample:
     return Sample("caption", [render_scene(scene)], None, _dialogue([turn], images=1), [scene], [turn], key=key)
 
 
-def instruct_sample(rng: random.Random, key: str, turns: tuple[int, int] = (2, 3)) -> Sample:
-    """One image (two, sometimes, when `turns` is the default) and `turns` (min, max) question turns."""
+def instruct_sample(
+    rng: random.Random, key: str, turns: tuple[int, int] = (2, 3), pairs: bool = True, task: str = "instruct"
+) -> Sample:
+    """One image (or, with `pairs`, sometimes two) and `turns` (min, max) question turns."""
     first = sample_scene(rng)
-    if turns == (2, 3) and rng.random() < TWO_IMAGE_RATE:
+    if pairs and rng.random() < TWO_IMAGE_RATE:
         partner_type = first.scene_type if rng.random() < SAME_TYPE_PARTNER_RATE else None
         second = sample_scene(rng, scene_type=partner_type)
         names = rng.sample(tuple(questions.PAIR), rng.randint(2, 3))
@@ -94,7 +96,7 @@ def instruct_sample(rng: random.Random, key: str, turns: tuple[int, int] = (2, 3
         asked = [questions.SINGLE[n](rng, first) for n in names]
         scenes = [first]
     images = [render_scene(s) for s in scenes]
-    return Sample("instruct", images, None, _dialogue(asked, images=len(images)), scenes, asked, key=key)
+    return Sample(task, images, None, _dialogue(asked, images=len(images)), scenes, asked, key=key)
 
 
 def video_sample(rng: random.Random, key: str) -> Sample:
@@ -112,36 +114,49 @@ def video_sample(rng: random.Random, key: str) -> Sample:
     )
 
 
-def text_sample(rng: random.Random, key: str, turns: tuple[int, int] = (1, 2)) -> Sample:
+def text_sample(
+    rng: random.Random, key: str, turns: tuple[int, int] = (1, 2), free: bool = True, task: str = "text"
+) -> Sample:
+    """A description and `turns` (min, max) questions about it, or (with `free`, sometimes) a request to
+    write one."""
     scene = sample_scene(rng)
-    if turns == (1, 2) and rng.random() < 0.25:
+    if free and rng.random() < 0.25:
         t = scene.scene_type
         ask = grammar.pick(
             rng, (f"Write a detailed description of {grammar.article(t)} {t}.", f"Describe an imaginary {t} in detail.")
         )
         turn = Turn(ask, grammar.caption(rng, scene), "free", None)
-        return Sample("text", [], None, _dialogue([turn]), [scene], [turn], key=key)
+        return Sample(task, [], None, _dialogue([turn]), [scene], [turn], key=key)
     names = rng.sample(tuple(questions.SINGLE), rng.randint(*turns))
-    turns = [questions.SINGLE[n](rng, scene) for n in names]
+    asked = [questions.SINGLE[n](rng, scene) for n in names]
     preamble = grammar.pick(rng, ("{}\n", "Read this description: {}\nQuestion: ", "{} "))
-    messages = _dialogue(turns, preamble=preamble.format(grammar.caption(rng, scene)))
-    return Sample("text", [], None, messages, [scene], turns, key=key)
+    messages = _dialogue(asked, preamble=preamble.format(grammar.caption(rng, scene)))
+    return Sample(task, [], None, messages, [scene], asked, key=key)
 
 
 BUILDERS = {"caption": caption_sample, "instruct": instruct_sample, "video": video_sample, "text": text_sample}
 # Training only (split "train"): many question turns about one scene, so more of each sequence is
 # answers that must be looked up in the image (or the description) rather than read off in order.
 DRILL_TURNS = (5, 7)
-DRILLS = {
-    "drill": lambda rng, key: instruct_sample(rng, key, DRILL_TURNS),
-    "text-drill": lambda rng, key: text_sample(rng, key, DRILL_TURNS),
-}
+
+
+def drill_sample(rng: random.Random, key: str) -> Sample:
+    return instruct_sample(rng, key, DRILL_TURNS, pairs=False, task="drill")
+
+
+def text_drill_sample(rng: random.Random, key: str) -> Sample:
+    return text_sample(rng, key, DRILL_TURNS, free=False, task="text-drill")
+
+
+DRILLS = {"drill": drill_sample, "text-drill": text_drill_sample}
 
 
 def make_sample(task: str, split: str, seed: int, index: int) -> Sample:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-    builder = BUILDERS.get(task) or (DRILLS.get(task) if split == "train" else None)
+    if task in DRILLS and split != "train":
+        raise ValueError(f"{task!r} is a training-only task (split 'train')")
+    builder = BUILDERS.get(task) or DRILLS.get(task)
     if builder is None:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     key = f"{task}/{split}/{seed}/{index}"

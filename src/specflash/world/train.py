@@ -6,9 +6,10 @@ the optimizer moments (safetensors) and a JSON state (step, next sample index, e
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -68,11 +69,35 @@ def _task_for(mix: dict[str, float], seed: int, index: int) -> str:
 def task_mix(name: str, mix: dict[str, float] | None) -> dict[str, float]:
     """The mix a run of target `name` trains on (None: its recipe's), checked against what it can read."""
     family = family_of(name)
-    unreadable = sorted(set(mix or {}) - FAMILY_TASKS[family])
+    if mix is None:
+        return dict(TASK_MIX[family])
+    unreadable = sorted(set(mix) - FAMILY_TASKS[family])
     if unreadable:
         known = ", ".join(sorted(FAMILY_TASKS[family]))
         raise ValueError(f"{name} cannot train on {', '.join(unreadable)}; its tasks: {known}")
-    return mix or TASK_MIX[family]
+    if not mix or not all(math.isfinite(share) and share > 0 for share in mix.values()):
+        raise ValueError(f"a mix needs at least one task and positive, finite shares; got {mix}")
+    return mix
+
+
+class ResumeMismatch(ValueError):
+    """A checkpoint was trained on another data stream than the options given now."""
+
+
+# What fixes the data stream and model: a resumed run must keep them (steps, rates and device may change).
+STREAM_FIELDS = ("name", "size", "seed", "batch", "mix", "change_loss_weight")
+
+
+def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path) -> TrainConfig:
+    """cfg with the mix resolved (without --mix, the mix the run started with); refuses options that
+    would change the data stream or the model of the checkpoint."""
+    saved = {**saved, "mix": task_mix(saved["name"], saved.get("mix"))}
+    cfg = replace(cfg, mix=task_mix(cfg.name, cfg.mix if cfg.mix is not None else saved["mix"]))
+    changed = [f for f in STREAM_FIELDS if f in saved and saved[f] != getattr(cfg, f)]
+    if changed:
+        was = ", ".join(f"{f}={saved[f]!r}" for f in changed)
+        raise ResumeMismatch(f"{ckpt} was trained with {was}; pass the same options, or --no-resume to start over")
+    return cfg
 
 
 def _batch(
@@ -84,7 +109,7 @@ def _batch(
     return dict(inputs), samples
 
 
-def _loss(model, family: str, processor, cfg: TrainConfig, start: int, mix: dict[str, float]) -> torch.Tensor:
+def _loss(model, family: str, processor, cfg: TrainConfig, mix: dict[str, float], start: int) -> torch.Tensor:
     """The batch's answer loss; for the video target plus the weighted change loss (video_changes.py)."""
     batch, samples = _batch(mix, processor, cfg.seed, start, cfg.batch)
     batch = {name: value.to(cfg.device) for name, value in batch.items()}
@@ -146,12 +171,13 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
 def train(cfg: TrainConfig, resume: bool = True) -> dict:
     """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint). Returns the state."""
     family = family_of(cfg.name)
-    mix = task_mix(cfg.name, cfg.mix)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
+        cfg = _resumed_config(json.loads((ckpt / "state.json").read_text())["config"], cfg, ckpt)
         model, optimizer, state = _load_checkpoint(family, ckpt, cfg)
         state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
+        cfg = replace(cfg, mix=task_mix(cfg.name, cfg.mix))
         model = new_model(cfg.name, cfg.size, out, cfg.seed).to(cfg.device)
         optimizer = _optimizer(model, family, cfg)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
@@ -180,6 +206,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             )
             state["vision_loss"] = warm_result["loss"]
             state["vision_token_kind_accuracy"] = warm_result["token_kind_accuracy"]
+            state["vision_occupied_token_kind_accuracy"] = warm_result["occupied_token_kind_accuracy"]
             state["elapsed_s"] += time.perf_counter() - t0
             _save_checkpoint(model, optimizer, ckpt, state)
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
@@ -187,7 +214,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
             set_rates(optimizer, cfg, state["step"])
-            loss = _loss(model, family, processor, cfg, state["next_index"], mix)
+            loss = _loss(model, family, processor, cfg, cfg.mix, state["next_index"])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -2,15 +2,17 @@
 
 The Qwen2.5-VL vision tower attends within one frame pair at a time, so only the language model can
 see that an object moved, appeared or vanished between pairs. Here the language model's own output
-head, read after its first CHANGE_LAYER layers, must name at every video token of a later frame pair
+head, read after the first half of its layers, must name at every video token of a later frame pair
 the change in that token's grid cell: " appears", " vanishes", the direction of an object that moved
-in (" left", " right", " up", " down") or " nothing". A narration token can then find an event by
-attending to the tokens that flag one. No parameters are added: the shipped model stays the stock one.
+in (" left", " right", " up", " down") or " nothing"; the cell a moved object left is not labelled (it
+emptied, but nothing vanished). A narration token can then find an event by attending, in the upper
+layers, to the tokens that flag one. No parameters are added: the shipped model stays the stock one.
 """
 
 from __future__ import annotations
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .recipes import QWEN_MERGE, QWEN_PATCH, QWEN_VIDEO_SIZE
 from .scenes import GRID
@@ -18,7 +20,6 @@ from .tasks import Sample
 from .video import FRAMES
 from .vision_warmup import cells_of_tokens
 
-CHANGE_LAYER = 2  # of 4: layers above it read the flags when they narrate
 CHANGE_WORDS = {
     "nothing": " nothing",
     "appear": " appears",
@@ -68,25 +69,33 @@ def video_token_labels(sample: Sample, word_ids: dict[str, int]) -> torch.Tensor
     return torch.tensor(labels)
 
 
-def change_labels(input_ids: torch.Tensor, samples: list[Sample], tokenizer, video_token_id: int) -> torch.Tensor:
+def change_labels(
+    input_ids: torch.Tensor, samples: list[Sample], tokenizer: PreTrainedTokenizerBase, video_token_id: int
+) -> torch.Tensor:
     """Labels aligned with input_ids: change words at the video tokens of video samples, -100 elsewhere."""
     word_ids = {}
     for change, word in CHANGE_WORDS.items():
-        (word_ids[change],) = tokenizer(word, add_special_tokens=False).input_ids
+        ids = tokenizer(word, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise ValueError(f"the change word {word!r} is {len(ids)} tokens in this tokenizer; it must be one")
+        word_ids[change] = ids[0]
     labels = torch.full_like(input_ids, -100)
     for row, sample in enumerate(samples):
         if sample.video:
             positions = (input_ids[row] == video_token_id).nonzero().squeeze(1)
-            labels[row, positions] = video_token_labels(sample, word_ids).to(labels.device)
+            row_labels = video_token_labels(sample, word_ids)
+            if len(positions) != len(row_labels):
+                raise ValueError(f"{len(positions)} video tokens in row {row}, expected {len(row_labels)}")
+            labels[row, positions] = row_labels.to(labels.device)
     return labels
 
 
-def change_loss(model, hidden_states: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the change words, read by the model's own norm and output head after
-    CHANGE_LAYER layers; zero when the batch has no video."""
+def change_loss(model: PreTrainedModel, hidden_states: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the change words, read by the model's own norm and output head after the first
+    half of its language layers (hidden_states[0] is the embeddings); zero when the batch has no video."""
     counted = labels != -100
     if not counted.any():
         return hidden_states[0].new_zeros(())
-    states = hidden_states[CHANGE_LAYER][counted]
+    states = hidden_states[(len(hidden_states) - 1) // 2][counted]
     logits = model.lm_head(model.model.language_model.norm(states))
     return torch.nn.functional.cross_entropy(logits.float(), labels[counted])

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import torch
 from PIL import Image
 from torch import nn
+from transformers import BaseImageProcessor, PreTrainedModel
 
 from ..schedule import warmup_cosine
 from .recipes import QWEN_VIDEO_SIZE
@@ -81,6 +83,8 @@ def _logits_and_labels(model, family, head, image_processor, scenes, small: bool
         images = [im.resize((QWEN_VIDEO_SIZE, QWEN_VIDEO_SIZE), Image.BICUBIC) for im in images]
     tokens = visual_tokens(model, family, image_processor(images=images, return_tensors="pt").to(device))
     grid = math.isqrt(tokens.shape[1])
+    if grid * grid != tokens.shape[1]:
+        raise ValueError(f"{tokens.shape[1]} visual tokens per image do not form a square grid")
     labels = torch.stack([token_labels(s, grid) for s in scenes]).to(device)
     return head(tokens).split(HEADS, dim=-1), labels
 
@@ -90,18 +94,19 @@ def _scenes(split: str, seed: int, start: int, count: int) -> list[Scene]:
 
 
 def warmup_vision(
-    model,
+    model: PreTrainedModel,
     family: str,
-    image_processor,
+    image_processor: BaseImageProcessor,
     seed: int,
     steps: int,
     batch: int = 32,
     lr: float = 3e-3,
-    on_step=None,
+    on_step: Callable[[int, float], None] | None = None,
     eval_scenes: int = 256,
 ) -> dict[str, float]:
     """Train the vision side for `steps` steps on seeded scenes (split train). Returns the last loss and
-    the head's per-token kind accuracy on `eval_scenes` held-out scenes (split eval)."""
+    the head's kind accuracy on the tokens of `eval_scenes` held-out scenes (split eval): over all
+    tokens, and over the tokens of occupied cells (most cells are empty)."""
     head = nn.Linear(model.config.text_config.hidden_size, sum(HEADS)).to(next(model.parameters()).device)
     params = vision_parameters(model, family) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -125,12 +130,19 @@ def warmup_vision(
         loss_value = loss.item()
         if on_step:
             on_step(step, loss_value)
-    right = total = 0
+    right = total = right_occupied = occupied = 0
+    model.eval()
     with torch.no_grad():
         for start in range(0, eval_scenes, batch):
             scenes = _scenes("eval", seed, start, min(batch, eval_scenes - start))
             for small in small_steps:
                 logits, labels = _logits_and_labels(model, family, head, image_processor, scenes, small)
-                right += int((logits[0].argmax(-1) == labels[..., 0]).sum())
-                total += labels[..., 0].numel()
-    return {"loss": loss_value, "token_kind_accuracy": right / max(1, total)}
+                hits, kinds = logits[0].argmax(-1) == labels[..., 0], labels[..., 0] > 0
+                right, total = right + int(hits.sum()), total + hits.numel()
+                right_occupied, occupied = right_occupied + int(hits[kinds].sum()), occupied + int(kinds.sum())
+    model.train()
+    return {
+        "loss": loss_value,
+        "token_kind_accuracy": right / max(1, total),
+        "occupied_token_kind_accuracy": right_occupied / max(1, occupied),
+    }
