@@ -64,7 +64,15 @@ def test_a_video_target_step_trains_with_the_change_loss(tmp_path):
     from specflash.world.train import TrainConfig, train
 
     torch.set_num_threads(1)
-    cfg = TrainConfig(name="world-qwen-tiny", out=str(tmp_path), steps=1, batch=2, vision_steps=1, mix={"video": 1.0})
+    cfg = TrainConfig(
+        name="world-qwen-tiny",
+        out=str(tmp_path),
+        steps=1,
+        batch=2,
+        vision_steps=1,
+        mix={"video": 1.0},
+        change_loss_weight=1.0,
+    )
     state = train(cfg)
     assert state["step"] == 1 and state["loss"] > 0
 

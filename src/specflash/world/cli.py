@@ -91,7 +91,7 @@ def train(
         "(default: the recipe's). Training-only tasks: drill, text-drill (5-7 questions about one scene).",
     ),
     change_loss_weight: float = typer.Option(
-        1.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0 turns it off."
+        0.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0, the default, is off."
     ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:

@@ -1,4 +1,5 @@
-"""An auxiliary stage-2 loss for the video target: each video token says what changed in its cell.
+"""An opt-in stage-2 loss for the video target (`--change-loss-weight`): each video token says what
+changed in its cell.
 
 The Qwen2.5-VL vision tower attends within one frame pair at a time, so only the language model can
 see that an object moved, appeared or vanished between pairs. Here the language model's own output
