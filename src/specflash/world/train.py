@@ -102,19 +102,19 @@ def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path) -> TrainConfig:
     return cfg
 
 
-def _batch(
-    mix: dict[str, float], processor, seed: int, start: int, size: int
-) -> tuple[dict[str, torch.Tensor], list[Sample]]:
-    samples = [make_sample(_task_for(mix, seed, i), "train", seed, i) for i in range(start, start + size)]
+def _batch(processor, cfg: TrainConfig, start: int) -> tuple[dict[str, torch.Tensor], list[Sample]]:
+    """The samples from `start` on and their inputs; cfg.mix is resolved by train() before the first step."""
+    assert cfg.mix is not None
+    indices = range(start, start + cfg.batch)
+    samples = [make_sample(_task_for(cfg.mix, cfg.seed, i), "train", cfg.seed, i) for i in indices]
     inputs = encode(processor, [s.messages for s in samples], [s.images for s in samples], [s.video for s in samples])
     inputs["labels"] = assistant_labels(inputs["input_ids"], tokenizer_of(processor))
-    return dict(inputs), samples
+    return {name: value.to(cfg.device) for name, value in inputs.items()}, samples
 
 
-def _loss(model, family: str, processor, cfg: TrainConfig, mix: dict[str, float], start: int) -> torch.Tensor:
+def _loss(model, family: str, processor, cfg: TrainConfig, start: int) -> torch.Tensor:
     """The batch's answer loss; for the video target plus the weighted change loss (video_changes.py)."""
-    batch, samples = _batch(mix, processor, cfg.seed, start, cfg.batch)
-    batch = {name: value.to(cfg.device) for name, value in batch.items()}
+    batch, samples = _batch(processor, cfg, start)
     if family != "qwen" or not cfg.change_loss_weight:
         return model(**batch).loss
     changes = change_labels(batch["input_ids"], samples, tokenizer_of(processor), model.config.video_token_id)
@@ -216,7 +216,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
             set_rates(optimizer, cfg, state["step"])
-            loss = _loss(model, family, processor, cfg, cfg.mix, state["next_index"])
+            loss = _loss(model, family, processor, cfg, state["next_index"])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
