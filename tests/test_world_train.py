@@ -125,7 +125,7 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path):
 
 
 def test_a_mix_needs_positive_finite_shares():
-    with pytest.raises(ValueError, match="positive, finite"):
+    with pytest.raises(ValueError, match="share of .text. must be positive and finite"):
         task_mix("world-text-tiny", {"text": float("nan")})
     with pytest.raises(ValueError, match="at least one task"):
         task_mix("world-text-tiny", {})

@@ -77,8 +77,11 @@ def task_mix(name: str, mix: dict[str, float] | None) -> dict[str, float]:
     if unreadable:
         known = ", ".join(sorted(FAMILY_TASKS[family]))
         raise ValueError(f"{name} cannot train on {', '.join(unreadable)}; its tasks: {known}")
-    if not mix or not all(math.isfinite(share) and share > 0 for share in mix.values()):
-        raise ValueError(f"a mix needs at least one task and positive, finite shares; got {mix}")
+    if not mix:
+        raise ValueError("a mix needs at least one task")
+    for task, share in mix.items():
+        if not (math.isfinite(share) and share > 0):
+            raise ValueError(f"share of {task!r} must be positive and finite, got {share}")
     return mix
 
 
