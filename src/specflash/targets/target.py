@@ -209,7 +209,7 @@ class Target:
             inputs_embeds=self.embed(tokens),
             attention_mask=mask,
             position_ids=self.family.positions(text_positions, state.rope_deltas),
-            past_key_values=state.cache,
+            cache=state.cache,
             use_cache=True,
         )
         state.append(tokens.shape[1])

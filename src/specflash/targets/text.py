@@ -25,7 +25,7 @@ class TextFamily(Family):
             inputs_embeds=embeds,
             attention_mask=inputs["attention_mask"],
             position_ids=positions,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         return PrefillForward(out.last_hidden_state, embeds, rope_deltas)
