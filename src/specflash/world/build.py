@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    CLIPImageProcessor,
+    CLIPImageProcessorPil,
     GenerationConfig,
     LlamaForCausalLM,
     LlavaForConditionalGeneration,
@@ -103,7 +103,7 @@ def save_processor(family: str, tok: PreTrainedTokenizerFast, out: Path) -> None
     tok.save_pretrained(out)
     if family == "llava":
         LlavaProcessor(
-            image_processor=CLIPImageProcessor(
+            image_processor=CLIPImageProcessorPil(
                 size={"shortest_edge": LLAVA_IMAGE_SIZE},
                 crop_size={"height": LLAVA_IMAGE_SIZE, "width": LLAVA_IMAGE_SIZE},
             ),
