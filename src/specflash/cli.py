@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from transformers.utils import logging as transformers_logging
 
 from specflash.bench.cli import bench
 from specflash.commands import generate, serve
@@ -10,6 +11,14 @@ from specflash.train.cli import dump, train
 from specflash.world.cli import app as world_app
 
 app = typer.Typer(help="FLASH speculative decoding for multimodal LLMs.", no_args_is_help=True)
+
+
+@app.callback()
+def _quiet_transformers() -> None:
+    """specflash shows its own progress; transformers' bars for loading and writing weights would interleave with it."""
+    transformers_logging.disable_progress_bar()
+
+
 app.add_typer(world_app, name="world", help="The synthetic world: data, tiny targets, their quality.")
 app.command()(generate)
 app.command()(serve)
