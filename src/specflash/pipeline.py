@@ -307,8 +307,9 @@ def load_target(name: str, device: str | None = None) -> Target:
     if not path.is_dir():
         return Target.from_pretrained(name, device=device)  # a hub id
     target = Target.from_pretrained(path, device=device)
-    if getattr(target.processor, "image_processor", None) is None and (path / "preprocessor_config.json").is_file():
-        # Qwen2.5-VL's stock processor needs torchvision; the world loader bridges that gap.
+    stock_failed = getattr(target.processor, "image_processor", None) is None
+    if name in world_models.SHIPPED or (stock_failed and (path / "preprocessor_config.json").is_file()):
+        # World targets preprocess as they were trained (PIL); Qwen2.5-VL's stock processor needs torchvision.
         from specflash.world.processing import load_processor
 
         target.processor = load_processor(path)

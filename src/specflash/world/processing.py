@@ -1,10 +1,11 @@
 """Turn samples into model inputs, with each family's stock processor.
 
 `encode(processor, family, conversations, ...)` renders the chat template and calls the processor.
-One platform gap is bridged here: transformers' Qwen2.5-VL processor and video processor need
-torchvision, which has no CPU build on the development machines. Where `AutoProcessor` cannot build
-it, `QwenInputs` produces the same tensors from the stock tokenizer and the stock (PIL) image
-processor: per-frame patches regrouped into temporal pairs, exactly the video processor's layout.
+World models are trained and evaluated with transformers' PIL image processors, which need no
+torchvision (it has no CPU build on the development machines) and resize alike everywhere. The
+Qwen2.5-VL video processor exists only for torchvision, so for that family `QwenInputs` produces the
+same tensors from the stock tokenizer and the stock PIL image processor: per-frame patches regrouped
+into temporal pairs, exactly the video processor's layout.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ VIDEO_FPS = 2.0  # frames per second the world's videos are said to have
 
 
 class QwenInputs:
-    """Stand-in for Qwen2_5_VLProcessor.__call__ when torchvision is missing (see module docstring)."""
+    """Stand-in for Qwen2_5_VLProcessor.__call__ on the PIL backend (see module docstring)."""
 
     def __init__(self, path: str | Path):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.image_processor = AutoImageProcessor.from_pretrained(path)
+        self.image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
         self.chat_template = self.tokenizer.chat_template
         self.merge = self.image_processor.merge_size
         self.temporal = self.image_processor.temporal_patch_size
@@ -94,9 +95,10 @@ class QwenInputs:
 
 
 def load_processor(path: str | Path):
-    """The stock processor of a world model; for Qwen2.5-VL without torchvision, QwenInputs."""
+    """The stock processor of a world model, on the PIL backend the world models are trained with (also
+    where torchvision is installed); for Qwen2.5-VL, whose video processor has no PIL backend, QwenInputs."""
     try:
-        return AutoProcessor.from_pretrained(path)
+        return AutoProcessor.from_pretrained(path, backend="pil")
     except (AttributeError, ImportError, ValueError, TypeError):
         if (Path(path) / "video_preprocessor_config.json").exists():
             return QwenInputs(path)
