@@ -26,6 +26,7 @@ from .recipes import (
     QWEN_IMAGE_SIZE,
     QWEN_MERGE,
     QWEN_PATCH,
+    QWEN_TEMPORAL_PATCH,
     QWEN_VIDEO_SIZE,
     model_config,
 )
@@ -64,7 +65,7 @@ def _save_qwen_processor(tok: PreTrainedTokenizerFast, out: Path) -> None:
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=QWEN_PATCH,
         merge_size=QWEN_MERGE,
-        temporal_patch_size=2,
+        temporal_patch_size=QWEN_TEMPORAL_PATCH,
         size={"shortest_edge": MIN_PIXELS, "longest_edge": QWEN_IMAGE_SIZE**2},
     )
     image_processor.save_pretrained(out)

@@ -25,6 +25,11 @@ from .recipes import QWEN_VIDEO_SIZE
 VIDEO_FPS = 2.0  # frames per second the world's videos are said to have
 
 
+def video_frames(frames: Sequence[Image.Image]) -> list[Image.Image]:
+    """Frames at the size the Qwen2.5-VL world target sees video in (smaller than its still images)."""
+    return [f.resize((QWEN_VIDEO_SIZE, QWEN_VIDEO_SIZE), Image.BICUBIC) for f in frames]
+
+
 class QwenInputs:
     """Stand-in for Qwen2_5_VLProcessor.__call__ on the PIL backend (see module docstring)."""
 
@@ -39,7 +44,7 @@ class QwenInputs:
         return self.tokenizer.apply_chat_template(messages, **kwargs)
 
     def _video(self, frames: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
-        small = [f.resize((QWEN_VIDEO_SIZE, QWEN_VIDEO_SIZE), Image.BICUBIC) for f in frames]
+        small = video_frames(frames)
         out = self.image_processor(images=small, return_tensors="np")
         _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
         c, t = 3, self.temporal

@@ -17,6 +17,7 @@ from transformers import (
 FAMILIES = {"world-llava-tiny": "llava", "world-qwen-tiny": "qwen", "world-text-tiny": "text"}
 LLAVA_IMAGE_SIZE, LLAVA_PATCH = 96, 12
 QWEN_IMAGE_SIZE, QWEN_VIDEO_SIZE, QWEN_PATCH, QWEN_MERGE = 128, 96, 8, 2
+QWEN_TEMPORAL_PATCH = 2  # video frames per temporal patch: the vision tower sees frame pairs
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def model_config(family: str, size: str, vocab: int, ids: dict[str, int]) -> Pre
             "num_heads": d.vision_heads,
             "patch_size": QWEN_PATCH,
             "spatial_merge_size": QWEN_MERGE,
-            "temporal_patch_size": 2,
+            "temporal_patch_size": QWEN_TEMPORAL_PATCH,
             "window_size": QWEN_IMAGE_SIZE,
             "out_hidden_size": d.hidden,
             "fullatt_block_indexes": list(range(d.vision_layers)),

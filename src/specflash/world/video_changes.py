@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .recipes import QWEN_MERGE, QWEN_PATCH, QWEN_VIDEO_SIZE
+from .recipes import QWEN_MERGE, QWEN_PATCH, QWEN_TEMPORAL_PATCH, QWEN_VIDEO_SIZE
 from .scenes import GRID
 from .tasks import Sample
 from .video import FRAMES
@@ -30,7 +30,6 @@ CHANGE_WORDS = {
     "up": " up",
     "down": " down",
 }
-TEMPORAL_PATCH = 2
 VIDEO_TOKEN_GRID = QWEN_VIDEO_SIZE // QWEN_PATCH // QWEN_MERGE
 
 
@@ -40,7 +39,7 @@ def cell_changes(sample: Sample) -> dict[int, dict[tuple[int, int], str | None]]
     cells = {o.kind: o.cell for o in sample.scenes[0].objects}
     changes: dict[int, dict[tuple[int, int], str | None]] = {}
     for event in sample.events:
-        pair = changes.setdefault(event.frame // TEMPORAL_PATCH, {})
+        pair = changes.setdefault(event.frame // QWEN_TEMPORAL_PATCH, {})
         if event.action == "disappear":
             pair[cells.pop(event.kind)] = "disappear"
         elif event.action == "appear" and event.cell:
@@ -59,7 +58,7 @@ def video_token_labels(sample: Sample, word_ids: dict[str, int]) -> torch.Tensor
     changes = cell_changes(sample)
     token_cells = cells_of_tokens(VIDEO_TOKEN_GRID)
     labels = []
-    for pair in range(FRAMES // TEMPORAL_PATCH):
+    for pair in range(FRAMES // QWEN_TEMPORAL_PATCH):
         for cell_index in token_cells:
             cell = (cell_index // GRID, cell_index % GRID)
             if pair == 0:

@@ -14,12 +14,11 @@ import random
 from collections.abc import Callable
 
 import torch
-from PIL import Image
 from torch import nn
 from transformers import BaseImageProcessor, PreTrainedModel
 
 from ..schedule import warmup_cosine
-from .recipes import QWEN_VIDEO_SIZE
+from .processing import video_frames
 from .render import render_scene
 from .scenes import COLORS, GRID, KINDS, SIZES, Scene, sample_scene
 
@@ -80,7 +79,7 @@ def _logits_and_labels(model, family, head, image_processor, scenes, small: bool
     device = next(model.parameters()).device
     images = [render_scene(s) for s in scenes]
     if small:
-        images = [im.resize((QWEN_VIDEO_SIZE, QWEN_VIDEO_SIZE), Image.BICUBIC) for im in images]
+        images = video_frames(images)
     tokens = visual_tokens(model, family, image_processor(images=images, return_tensors="pt").to(device))
     grid = math.isqrt(tokens.shape[1])
     if grid * grid != tokens.shape[1]:
