@@ -93,6 +93,8 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=0"], "must be positive"),
         (["--target", "world-llava-tiny", "--mix", "caption=nan"], "must be positive and finite"),
         (["--target", "world-llava-tiny", "--mix", "caption=1,caption=2"], "given twice"),
+        (["--target", "world-llava-tiny", "--change-loss-weight", "1"], "the change loss needs video"),
+        (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):

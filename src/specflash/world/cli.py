@@ -90,11 +90,14 @@ def train(
     change_loss_weight: float = typer.Option(
         0.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0, the default, is off."
     ),
+    lookup_loss_weight: float = typer.Option(
+        0.0, min=0.0, help="Image targets: weight of the lookup loss (docs/world.md); 0, the default, is off."
+    ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:
     """Train a world target from scratch (resumable)."""
     from .models import ship as ship_model
-    from .train import DEFAULT_STEPS, ResumeMismatch, TrainConfig
+    from .train import DEFAULT_STEPS, ResumeMismatch, TrainConfig, check_losses
     from .train import train as run_training
 
     if target not in FAMILIES:
@@ -104,10 +107,15 @@ def train(
         device = str(resolve_device(device))
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--device") from None
+    try:
+        check_losses(target, change_loss_weight, lookup_loss_weight)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     out = out or Path("world-models") / target
     cfg = TrainConfig(
         mix=_parse_mix(target, mix) if mix else None,
         change_loss_weight=change_loss_weight,
+        lookup_loss_weight=lookup_loss_weight,
         name=target,
         out=str(out),
         size=size,

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..schedule import warmup_cosine
 from .build import MODEL_CLASSES, family_of, new_model
+from .lookup_attention import lookup_loss, lookup_targets
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import Sample, make_sample
 from .video_changes import change_labels, change_loss
@@ -61,6 +62,9 @@ class TrainConfig:
     # Video target: weight of the change loss (video_changes.py). Off by default: at weight 1 it doubled
     # video event accuracy but cost the captions and answers more than that (docs/world.md).
     change_loss_weight: float = 0.0
+    # Image targets: weight of the lookup loss (lookup_attention.py), which teaches one attention head to
+    # look at the objects a question names. Off by default.
+    lookup_loss_weight: float = 0.0
 
 
 def _task_for(mix: dict[str, float], seed: int, index: int) -> str:
@@ -85,12 +89,21 @@ def task_mix(name: str, mix: dict[str, float] | None) -> dict[str, float]:
     return mix
 
 
+def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float) -> None:
+    """Refuse an extra loss the target has nothing for: changes need video, lookups need images."""
+    family = family_of(name)
+    if change_loss_weight and family != "qwen":
+        raise ValueError(f"the change loss needs video; {name} does not read video (only world-qwen-tiny does)")
+    if lookup_loss_weight and family == "text":
+        raise ValueError(f"the lookup loss needs images; {name} does not read images")
+
+
 class ResumeMismatch(ValueError):
     """A checkpoint was trained on another data stream than the options given now."""
 
 
 # What fixes the data stream and model: a resumed run must keep them (steps, rates and device may change).
-STREAM_FIELDS = ("name", "size", "seed", "batch", "mix", "change_loss_weight")
+STREAM_FIELDS = ("name", "size", "seed", "batch", "mix", "change_loss_weight", "lookup_loss_weight")
 
 
 def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path) -> TrainConfig:
@@ -115,14 +128,24 @@ def _batch(processor, cfg: TrainConfig, start: int) -> tuple[dict[str, torch.Ten
     return {name: value.to(cfg.device) for name, value in inputs.items()}, samples
 
 
-def _loss(model, family: str, processor, cfg: TrainConfig, start: int) -> torch.Tensor:
-    """The batch's answer loss; for the video target plus the weighted change loss (video_changes.py)."""
+def _loss(model, processor, cfg: TrainConfig, start: int) -> torch.Tensor:
+    """The batch's answer loss, plus the weighted change loss (video_changes.py) and lookup loss
+    (lookup_attention.py) where they are on."""
     batch, samples = _batch(processor, cfg, start)
-    if family != "qwen" or not cfg.change_loss_weight:
+    # check_losses (in train) refused a loss whose inputs the family cannot read
+    changes, lookups = cfg.change_loss_weight > 0, cfg.lookup_loss_weight > 0
+    if not (changes or lookups):
         return model(**batch).loss
-    changes = change_labels(batch["input_ids"], samples, tokenizer_of(processor), model.config.video_token_id)
-    out = model(**batch, output_hidden_states=True)
-    return out.loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, changes)
+    out = model(**batch, output_hidden_states=changes, output_attentions=lookups)
+    loss = out.loss
+    if changes:
+        labels = change_labels(batch["input_ids"], samples, tokenizer_of(processor), model.config.video_token_id)
+        loss = loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, labels)
+    if lookups:
+        tokens = (model.config.image_token_id, getattr(model.config, "video_token_id", None))
+        targets = lookup_targets(batch["input_ids"], batch["labels"], samples, tokenizer_of(processor), *tokens)
+        loss = loss + cfg.lookup_loss_weight * lookup_loss(out.attentions, targets)
+    return loss
 
 
 def _optimizer(model, family: str, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -176,6 +199,7 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
 def train(cfg: TrainConfig, resume: bool = True) -> dict:
     """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint). Returns the state."""
     family = family_of(cfg.name)
+    check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
         cfg = _resumed_config(json.loads((ckpt / "state.json").read_text())["config"], cfg, ckpt)
@@ -187,6 +211,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         optimizer = _optimizer(model, family, cfg)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
     processor = load_processor(out)
+    if cfg.lookup_loss_weight > 0:
+        # the lookup loss reads the language model's attention weights; the vision side keeps its kernel
+        model.set_attn_implementation({"text_config": "eager"})
     model.train()
     columns = (
         TextColumn("{task.description}"),
@@ -219,7 +246,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
             set_rates(optimizer, cfg, state["step"])
-            loss = _loss(model, family, processor, cfg, state["next_index"])
+            loss = _loss(model, processor, cfg, state["next_index"])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
