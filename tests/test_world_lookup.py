@@ -61,23 +61,6 @@ def test_loss_is_low_when_the_head_looks_at_the_object():
     assert lookup_loss(layers, []).item() == 0
 
 
-def test_an_image_target_step_trains_with_the_lookup_loss(tmp_path):
-    from specflash.world.train import TrainConfig, train
-
-    torch.set_num_threads(1)
-    cfg = TrainConfig(
-        name="world-llava-tiny",
-        out=str(tmp_path),
-        steps=1,
-        batch=2,
-        vision_steps=1,
-        mix={"drill": 1.0},
-        lookup_loss_weight=1.0,
-    )
-    state = train(cfg)
-    assert state["step"] == 1 and state["loss"] > 0
-
-
 def test_each_event_sentence_of_a_narration_looks_at_its_cells_around_the_change():
     from specflash.world.recipes import QWEN_TEMPORAL_PATCH
     from specflash.world.video_changes import VIDEO_TOKEN_GRID, cell_changes

@@ -62,6 +62,21 @@ def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
     assert state["step"] == 1 and "vision_loss" not in state
 
 
+@pytest.mark.parametrize(
+    ("name", "task", "extra"),
+    [
+        ("world-qwen-tiny", "video", {"change_loss_weight": 1.0}),
+        ("world-llava-tiny", "drill", {"lookup_loss_weight": 1.0}),
+        ("world-qwen-tiny", "video", {"lookup_loss_weight": 1.0}),
+    ],
+)
+def test_a_step_trains_with_each_extra_loss(tmp_path, name, task, extra):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(name=name, out=str(tmp_path), steps=1, batch=2, vision_steps=1, mix={task: 1.0}, **extra)
+    state = train(cfg)
+    assert state["step"] == 1 and state["loss"] > 0
+
+
 def test_a_drill_mix_trains(tmp_path):
     torch.set_num_threads(1)
     cfg = TrainConfig(

@@ -60,23 +60,6 @@ def test_change_loss_is_zero_without_video():
     assert change_loss(Stub(), hidden, torch.full((2, 5), -100)).item() == 0
 
 
-def test_a_video_target_step_trains_with_the_change_loss(tmp_path):
-    from specflash.world.train import TrainConfig, train
-
-    torch.set_num_threads(1)
-    cfg = TrainConfig(
-        name="world-qwen-tiny",
-        out=str(tmp_path),
-        steps=1,
-        batch=2,
-        vision_steps=1,
-        mix={"video": 1.0},
-        change_loss_weight=1.0,
-    )
-    state = train(cfg)
-    assert state["step"] == 1 and state["loss"] > 0
-
-
 def test_labels_line_up_with_the_processors_video_tokens():
     from specflash.world.models import shipped_path
     from specflash.world.processing import encode, load_processor, tokenizer_of
