@@ -34,9 +34,10 @@ def test_targets_point_from_each_answer_to_the_named_objects_in_every_image():
     per_image, token_cells = TOKEN_GRID**2, cells_of_tokens(TOKEN_GRID)
     for (row, queries, keys), (_, turn, cells) in zip(targets, named, strict=True):
         ids, labels = inputs["input_ids"][row], inputs["labels"][row]
-        # the queries predict exactly the tokens of this turn's answer
+        # the queries predict exactly the tokens of this turn's answer: all of them, and nothing else
         assert (labels[queries + 1] != -100).all() and labels[queries[0]] == -100
-        assert tokenizer.decode(ids[queries + 1]).startswith(turn.answer)
+        assert labels[queries[-1] + 2] == -100 and torch.equal(queries, torch.arange(queries[0], queries[-1] + 1))
+        assert tokenizer.decode(ids[queries + 1]) == turn.answer + "<|im_end|>"
         assert (ids[keys] == image_id).all()
         offsets = keys - int((ids == image_id).nonzero()[0])
         looked = [{token_cells[int(o) % per_image] for o in offsets if o // per_image == i} for i in range(2)]

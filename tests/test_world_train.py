@@ -1,6 +1,7 @@
 """Training checkpoints are safetensors + JSON and a re-run resumes where the last one stopped."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,17 @@ from typer.testing import CliRunner
 
 from specflash.cli import app
 from specflash.world.build import new_model
-from specflash.world.train import TASK_MIX, ResumeMismatch, TrainConfig, _optimizer, set_rates, task_mix, train
+from specflash.world.train import (
+    TASK_MIX,
+    ResumeMismatch,
+    TrainConfig,
+    _optimizer,
+    _resumed_config,
+    check_losses,
+    set_rates,
+    task_mix,
+    train,
+)
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
@@ -72,9 +83,11 @@ def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
 )
 def test_a_step_trains_with_each_extra_loss(tmp_path, name, task, extra):
     torch.set_num_threads(1)
-    cfg = TrainConfig(name=name, out=str(tmp_path), steps=1, batch=2, vision_steps=1, mix={task: 1.0}, **extra)
-    state = train(cfg)
-    assert state["step"] == 1 and state["loss"] > 0
+    cfg = TrainConfig(name=name, out=str(tmp_path / "plain"), steps=1, batch=2, vision_steps=1, mix={task: 1.0})
+    plain = train(cfg)
+    state = train(replace(cfg, out=str(tmp_path / "extra"), **extra))
+    # same weights and data: the first step's loss is the plain loss plus the weighted extra one
+    assert state["step"] == 1 and state["loss"] > plain["loss"] + 0.1
 
 
 def test_a_drill_mix_trains(tmp_path):
@@ -109,12 +122,13 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=nan"], "must be positive and finite"),
         (["--target", "world-llava-tiny", "--mix", "caption=1,caption=2"], "given twice"),
         (["--target", "world-llava-tiny", "--change-loss-weight", "1"], "the change loss needs video"),
-        (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images"),
+        (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images or video"),
+        (["--target", "world-qwen-tiny", "--change-loss-weight", "inf"], "must be finite and >= 0"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):
     result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), *args])
-    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split())
 
 
 def test_warm_up_labels_every_token_with_its_cell():
@@ -139,6 +153,22 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
     with pytest.raises(ResumeMismatch, match="mix="):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=2, mix={"text": 1.0}))
+
+
+def test_a_checkpoint_from_before_an_option_was_trained_with_its_default(tmp_path):
+    saved = {"name": "world-llava-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}  # no loss weights
+    cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path))
+    assert _resumed_config(saved, cfg, tmp_path).mix == TASK_MIX["llava"]
+    with pytest.raises(ResumeMismatch, match="lookup_loss_weight=0.0"):
+        _resumed_config(saved, replace(cfg, lookup_loss_weight=1.0), tmp_path)
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), -1.0])
+def test_loss_weights_must_be_finite_and_not_negative(weight):
+    with pytest.raises(ValueError, match="lookup-loss weight must be finite and >= 0"):
+        check_losses("world-llava-tiny", 0.0, weight)
+    with pytest.raises(ValueError, match="change-loss weight must be finite and >= 0"):
+        check_losses("world-qwen-tiny", weight, 0.0)
 
 
 def test_a_mix_needs_positive_finite_shares():

@@ -1,15 +1,16 @@
-"""An opt-in stage-2 loss for the image targets (`--lookup-loss-weight`): while the target talks about
-objects of its input, one attention head looks at them.
+"""An opt-in stage-2 loss for the image and video targets (`--lookup-loss-weight`): while the target
+talks about objects of its input, one attention head looks at them.
 
 An answer to "what color is the kite?", "where is the kite?" or "is there a kite?" must find the kite's
 visual tokens by what they say. Trained on the chat tasks alone, the targets learn this lookup for
 colors only: at the first place word of a where-answer, and at the yes or no of an existence answer,
 the heads that find the named object for a color answer look elsewhere (docs/world.md). A video
 narration must likewise find, for its k-th event sentence, the cells that changed between two frame
-pairs. Here one head of the middle language layer must put its attention, at every token of such an
-answer, on the visual tokens of the objects its question names (in every image that holds one), or,
-at every token of an event sentence, on the tokens of the event's cells in the frame pairs before and
-after the change. No parameters are added: the shipped model stays the stock one.
+pairs. Here head LOOKUP_HEAD of the middle language layer (index 2 of 0-3 in the tiny targets) must
+put its attention, at every position that predicts a token of such an answer, on the visual tokens of
+the objects its question names (in every image that holds one), or, at every position that predicts a
+token of an event sentence, on the tokens of the event's cells in the frame pairs before and after the
+change. No parameters are added: the shipped model stays the stock one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .parse import kinds_named
+from .recipes import QWEN_TEMPORAL_PATCH
 from .scenes import GRID
 from .tasks import Sample
 from .video_changes import VIDEO_TOKEN_GRID, cell_changes
@@ -43,7 +45,9 @@ def _cell_tokens(token_grid: int, cells: set[tuple[int, int]]) -> torch.Tensor:
     return torch.tensor([i for i, cell in enumerate(cells_of_tokens(token_grid)) if cell in wanted])
 
 
-def _image_lookups(sample: Sample, spans: list[torch.Tensor], image_positions: torch.Tensor) -> list:
+def _image_lookups(
+    sample: Sample, spans: list[torch.Tensor], image_positions: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(queries, keys) per answer to a question that names objects of its images: the tokens of those
     objects in every image that holds one."""
     per_image = TOKEN_GRID**2
@@ -63,19 +67,26 @@ def _image_lookups(sample: Sample, spans: list[torch.Tensor], image_positions: t
 
 
 def _video_lookups(
-    sample: Sample, span: torch.Tensor, ids: torch.Tensor, video_positions: torch.Tensor, tokenizer
-) -> list:
+    sample: Sample,
+    span: torch.Tensor,
+    ids: torch.Tensor,
+    video_positions: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(queries, keys) per event sentence of a narration: the sentence's tokens, and the tokens of the
     event's cells in the frame pairs before and after the change."""
     per_pair = VIDEO_TOKEN_GRID**2
     if len(video_positions) % per_pair:
         raise ValueError(f"{len(video_positions)} video tokens do not form frame pairs of {per_pair}")
+    answer = ids[span]
+    period_ids = [i for i in answer.unique().tolist() if tokenizer.decode([i]).strip() == "."]
+    periods = torch.isin(answer, torch.tensor(period_ids, dtype=answer.dtype))
     # sentence of each answer token: the opening state is sentence 0, event k is sentence k + 1
-    periods = torch.tensor([tokenizer.decode([int(t)]).strip() == "." for t in ids[span]])
     sentence = torch.cumsum(periods, 0) - periods.long()
-    lookups = []
-    for k, (pair, cells) in enumerate(sorted(cell_changes(sample).items())):
-        tokens = _cell_tokens(VIDEO_TOKEN_GRID, set(cells))
+    changes, lookups = cell_changes(sample), []
+    for k, event in enumerate(sample.events):
+        pair = event.frame // QWEN_TEMPORAL_PATCH  # events fall in distinct pairs (video.EVENT_FRAMES)
+        tokens = _cell_tokens(VIDEO_TOKEN_GRID, set(changes[pair]))
         keys = torch.cat([video_positions[p * per_pair + tokens] for p in (pair - 1, pair)])
         queries = span[sentence == k + 1] - 1
         if len(queries):
@@ -113,6 +124,8 @@ def lookup_targets(
 def lookup_loss(attentions: tuple[torch.Tensor, ...], targets: list[Lookup]) -> torch.Tensor:
     """Mean negative log of the attention mass that LOOKUP_HEAD of the middle layer puts on the named
     objects' tokens, over every targeted query; zero when the batch has none."""
+    if not attentions or attentions[0] is None:
+        raise ValueError("the lookup loss needs attention weights: run the language model with eager attention")
     weights = attentions[len(attentions) // 2]  # [batch, heads, queries, keys]
     if not targets:
         return weights.new_zeros(())

@@ -9,7 +9,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -62,8 +62,8 @@ class TrainConfig:
     # Video target: weight of the change loss (video_changes.py). Off by default: at weight 1 it doubled
     # video event accuracy but cost the captions and answers more than that (docs/world.md).
     change_loss_weight: float = 0.0
-    # Image targets: weight of the lookup loss (lookup_attention.py), which teaches one attention head to
-    # look at the objects a question names. Off by default.
+    # Image and video targets: weight of the lookup loss (lookup_attention.py), which teaches one attention
+    # head to look at the objects an answer talks about. Off by default.
     lookup_loss_weight: float = 0.0
 
 
@@ -90,12 +90,16 @@ def task_mix(name: str, mix: dict[str, float] | None) -> dict[str, float]:
 
 
 def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float) -> None:
-    """Refuse an extra loss the target has nothing for: changes need video, lookups need images."""
-    family = family_of(name)
-    if change_loss_weight and family != "qwen":
-        raise ValueError(f"the change loss needs video; {name} does not read video (only world-qwen-tiny does)")
-    if lookup_loss_weight and family == "text":
-        raise ValueError(f"the lookup loss needs images; {name} does not read images")
+    """Refuse a weight that is not finite and >= 0, and an extra loss the target has no inputs for:
+    the change loss needs video, the lookup loss images."""
+    for option, weight in (("change", change_loss_weight), ("lookup", lookup_loss_weight)):
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"the {option}-loss weight must be finite and >= 0, got {weight}")
+    tasks = FAMILY_TASKS[family_of(name)]
+    if change_loss_weight > 0 and "video" not in tasks:
+        raise ValueError(f"the change loss needs video; {name} does not read video")
+    if lookup_loss_weight > 0 and not tasks & {"caption", "video"}:
+        raise ValueError(f"the lookup loss needs images or video; {name} reads neither")
 
 
 class ResumeMismatch(ValueError):
@@ -111,7 +115,9 @@ def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path) -> TrainConfig:
     would change the data stream or the model of the checkpoint."""
     saved = {**saved, "mix": task_mix(saved["name"], saved.get("mix"))}
     cfg = replace(cfg, mix=task_mix(cfg.name, cfg.mix if cfg.mix is not None else saved["mix"]))
-    changed = [f for f in STREAM_FIELDS if f in saved and saved[f] != getattr(cfg, f)]
+    # a checkpoint from before an option existed was trained with its default
+    saved = {f.name: saved.get(f.name, f.default) for f in fields(TrainConfig) if f.name in STREAM_FIELDS}
+    changed = [f for f in STREAM_FIELDS if saved[f] != getattr(cfg, f)]
     if changed:
         was = ", ".join(f"{f}={saved[f]!r}" for f in changed)
         raise ResumeMismatch(f"{ckpt} was trained with {was}; pass the same options, or --no-resume to start over")
@@ -211,9 +217,6 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         optimizer = _optimizer(model, family, cfg)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
     processor = load_processor(out)
-    if cfg.lookup_loss_weight > 0:
-        # the lookup loss reads the language model's attention weights; the vision side keeps its kernel
-        model.set_attn_implementation({"text_config": "eager"})
     model.train()
     columns = (
         TextColumn("{task.description}"),
@@ -241,6 +244,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             state["vision_occupied_token_kind_accuracy"] = warm_result["occupied_token_kind_accuracy"]
             state["elapsed_s"] += time.perf_counter() - t0
             _save_checkpoint(model, optimizer, ckpt, state)
+        if cfg.lookup_loss_weight > 0:
+            # the lookup loss reads attention weights, which only eager attention returns (set after the
+            # warm-up, so that the warm-up is the same with and without it)
+            model.set_attn_implementation("eager")
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
         ema = state["loss"]
         while state["step"] < cfg.steps:
