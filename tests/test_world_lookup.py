@@ -1,12 +1,12 @@
-"""The image targets' lookup loss: while answering about named objects, one head looks at them."""
+"""The image targets' lookup loss: a question's names find their objects, the answer fetches the names."""
 
 import torch
 
-from specflash.world.lookup_attention import LOOKUP_HEAD, lookup_loss, lookup_targets
+from specflash.world.lookup_attention import FETCH_HEAD, FETCH_LAYER, FIND_LAYER, lookup_loss, lookup_targets
 from specflash.world.models import shipped_path
-from specflash.world.parse import kinds_named
+from specflash.world.parse import NAME_TO_KIND, words
 from specflash.world.processing import assistant_labels, encode, load_processor, tokenizer_of
-from specflash.world.scenes import GRID
+from specflash.world.scenes import COLORS, GRID
 from specflash.world.tasks import make_samples
 from specflash.world.vision_warmup import TOKEN_GRID, cells_of_tokens
 
@@ -18,66 +18,64 @@ def _inputs(name: str, samples):
     return inputs, tokenizer_of(processor)
 
 
-def test_targets_point_from_each_answer_to_the_named_objects_in_every_image():
+def _named_cells(scene, word):
+    return {o.cell for o in scene.objects if word in (o.color, *[n for n, k in NAME_TO_KIND.items() if k == o.kind])}
+
+
+def test_each_name_finds_its_objects_in_every_image_and_each_answer_fetches_the_names():
     samples = make_samples("instruct", "eval", 16, seed=3)
     assert {len(s.images) for s in samples} == {1, 2}
     inputs, tokenizer = _inputs("world-llava-tiny", samples)
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     targets = lookup_targets(inputs["input_ids"], inputs["labels"], samples, tokenizer, image_id)
-    named = [
-        (row, t, cells)
-        for row, s in enumerate(samples)
-        for t in s.turns
-        if any(cells := [{o.cell for o in map(sc.find, kinds_named(t.question)) if o} for sc in s.scenes])
-    ]
-    assert len(named) > 5 and [r for r, _, _ in named] == [r for r, _, _ in targets]
     per_image, token_cells = TOKEN_GRID**2, cells_of_tokens(TOKEN_GRID)
-    for (row, queries, keys), (_, turn, cells) in zip(targets, named, strict=True):
+    expected_fetches = [
+        (row, turn)
+        for row, s in enumerate(samples)
+        for turn in s.turns
+        if set(words(turn.question)) & (set(NAME_TO_KIND) | set(COLORS))
+    ]
+    fetches = [t for t in targets if t[0] == FETCH_LAYER]
+    assert len(expected_fetches) > 5 and len(fetches) == len(expected_fetches)
+    finds = [t for t in targets if t[0] == FIND_LAYER]
+    found_nothing = 0
+    for (_, head, row, queries, keys), (row_, turn) in zip(fetches, expected_fetches, strict=True):
         ids, labels = inputs["input_ids"][row], inputs["labels"][row]
-        # the queries predict exactly the tokens of this turn's answer: all of them, and nothing else
+        assert head == FETCH_HEAD and row == row_
+        # the queries predict exactly the tokens of this turn's answer; the keys are its question's names
         assert (labels[queries + 1] != -100).all() and labels[queries[0]] == -100
-        assert labels[queries[-1] + 2] == -100 and torch.equal(queries, torch.arange(queries[0], queries[-1] + 1))
         assert tokenizer.decode(ids[queries + 1]) == turn.answer + "<|im_end|>"
-        assert (ids[keys] == image_id).all()
-        offsets = keys - int((ids == image_id).nonzero()[0])
-        looked = [{token_cells[int(o) % per_image] for o in offsets if o // per_image == i} for i in range(2)]
-        assert looked[: len(cells)] == [{r * GRID + c for r, c in image} for image in cells]
-        assert len(keys) == sum(token_cells.count(r * GRID + c) for image in cells for r, c in image)
+        named = [tokenizer.decode(ids[k]).strip() for k in keys]
+        assert named == [w for w in words(turn.question) if w in NAME_TO_KIND or w in COLORS]
+        for k, word in zip(keys, named, strict=True):
+            images = [t for t in finds if t[2] == row and torch.equal(t[3], k.reshape(1))]
+            assert [t[1] for t in images] == list(range(len(samples[row].scenes)))
+            for (_, i, _, _, looked), scene in zip(images, samples[row].scenes, strict=True):
+                cells = _named_cells(scene, word)
+                if not cells:
+                    found_nothing += 1
+                    assert torch.equal(looked, k.reshape(1))
+                    continue
+                offsets = looked - int((ids == image_id).nonzero()[0]) - i * per_image
+                assert (ids[looked] == image_id).all() and ((offsets >= 0) & (offsets < per_image)).all()
+                assert {token_cells[int(o)] for o in offsets} == {r * GRID + c for r, c in cells}
+                assert len(looked) == sum(token_cells.count(r * GRID + c) for r, c in cells)
+    assert found_nothing and len(finds) > len(fetches)
 
 
-def test_captions_get_no_target():
-    samples = make_samples("caption", "eval", 2, seed=1)
-    inputs, tokenizer = _inputs("world-llava-tiny", samples)
-    image_id = tokenizer.convert_tokens_to_ids("<image>")
-    assert lookup_targets(inputs["input_ids"], inputs["labels"], samples, tokenizer, image_id) == []
+def test_captions_and_videos_get_no_target():
+    for family, task in (("world-llava-tiny", "caption"), ("world-qwen-tiny", "video")):
+        samples = make_samples(task, "eval", 2, seed=1)
+        inputs, tokenizer = _inputs(family, samples)
+        image_id = tokenizer.convert_tokens_to_ids("<image>" if "llava" in family else "<|image_pad|>")
+        assert lookup_targets(inputs["input_ids"], inputs["labels"], samples, tokenizer, image_id) == []
 
 
-def test_loss_is_low_when_the_head_looks_at_the_object():
-    weights = torch.full((1, 4, 6, 6), 1 / 6)
-    layers = (weights, weights, weights.clone(), weights)
-    targets = [(0, torch.tensor([4, 5]), torch.tensor([1, 2]))]
+def test_loss_is_low_when_each_head_looks_at_its_keys():
+    layers = tuple(torch.full((1, 4, 6, 6), 1 / 6) for _ in range(4))
+    targets = [(0, 1, 0, torch.tensor([3]), torch.tensor([1])), (1, 0, 0, torch.tensor([4, 5]), torch.tensor([1, 2]))]
     spread = lookup_loss(layers, targets)
-    layers[2][0, LOOKUP_HEAD, 4:, :] = torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0, 0.0])
+    layers[0][0, 1, 3] = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    layers[1][0, 0, 4:] = torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0, 0.0])
     assert lookup_loss(layers, targets).item() < 1e-5 < spread.item()
     assert lookup_loss(layers, []).item() == 0
-
-
-def test_each_event_sentence_of_a_narration_looks_at_its_cells_around_the_change():
-    from specflash.world.recipes import QWEN_TEMPORAL_PATCH
-    from specflash.world.video_changes import VIDEO_TOKEN_GRID, cell_changes
-
-    samples = make_samples("video", "train", 6, seed=2)
-    inputs, tokenizer = _inputs("world-qwen-tiny", samples)
-    video_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
-    targets = lookup_targets(inputs["input_ids"], inputs["labels"], samples, tokenizer, -1, video_id)
-    assert len(targets) == sum(len(s.events) for s in samples)
-    per_pair, token_cells = VIDEO_TOKEN_GRID**2, cells_of_tokens(VIDEO_TOKEN_GRID)
-    for (row, queries, keys), event in zip(targets, [e for s in samples for e in s.events], strict=True):
-        ids = inputs["input_ids"][row]
-        sentence = tokenizer.decode(ids[queries + 1])
-        assert sentence.strip().endswith(".") and kinds_named(sentence)[0] == event.kind, sentence
-        offsets = keys - int((ids == video_id).nonzero()[0])
-        pair = event.frame // QWEN_TEMPORAL_PATCH
-        assert {int(o) // per_pair for o in offsets} == {pair - 1, pair}
-        cells = {token_cells[int(o) % per_pair] for o in offsets}
-        assert cells == {r * GRID + c for r, c in cell_changes(samples[row])[pair]}

@@ -78,7 +78,7 @@ def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
     [
         ("world-qwen-tiny", "video", {"change_loss_weight": 1.0}),
         ("world-llava-tiny", "drill", {"lookup_loss_weight": 1.0}),
-        ("world-qwen-tiny", "video", {"lookup_loss_weight": 1.0}),
+        ("world-qwen-tiny", "drill", {"lookup_loss_weight": 1.0}),
     ],
 )
 def test_a_step_trains_with_each_extra_loss(tmp_path, name, task, extra):
@@ -122,7 +122,7 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=nan"], "must be positive and finite"),
         (["--target", "world-llava-tiny", "--mix", "caption=1,caption=2"], "given twice"),
         (["--target", "world-llava-tiny", "--change-loss-weight", "1"], "the change loss needs video"),
-        (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images or video"),
+        (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images"),
         (["--target", "world-qwen-tiny", "--change-loss-weight", "inf"], "must be finite and >= 0"),
     ],
 )

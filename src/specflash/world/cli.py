@@ -91,7 +91,7 @@ def train(
         0.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0, the default, is off."
     ),
     lookup_loss_weight: float = typer.Option(
-        0.0, min=0.0, help="Image and video targets: weight of the lookup loss (docs/world.md); 0 (default) is off."
+        0.0, min=0.0, help="Image targets: weight of the lookup loss (docs/world.md); 0 (default) is off."
     ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:

@@ -1,16 +1,19 @@
-"""An opt-in stage-2 loss for the image and video targets (`--lookup-loss-weight`): while the target
-talks about objects of its input, one attention head looks at them.
+"""An opt-in stage-2 loss for the image targets (`--lookup-loss-weight`): a question that names objects
+is answered by two attention hops, each taught to one head.
 
-An answer to "what color is the kite?", "where is the kite?" or "is there a kite?" must find the kite's
-visual tokens by what they say. Trained on the chat tasks alone, the targets learn this lookup for
-colors only: at the first place word of a where-answer, and at the yes or no of an existence answer,
-the heads that find the named object for a color answer look elsewhere (docs/world.md). A video
-narration must likewise find, for its k-th event sentence, the cells that changed between two frame
-pairs. Here head LOOKUP_HEAD of the middle language layer (index 2 of 0-3 in the tiny targets) must
-put its attention, at every position that predicts a token of such an answer, on the visual tokens of
-the objects its question names (in every image that holds one), or, at every position that predicts a
-token of an event sentence, on the tokens of the event's cells in the frame pairs before and after the
-change. No parameters are added: the shipped model stays the stock one.
+An answer to "what color is the kite?", "where is the kite?", "is there a kite?", "which image shows a
+kite?" or "how many red things are there?" must find the kite's (or the red objects') visual tokens by
+what they say. Trained on the chat tasks alone, the tiny targets learn this for colors only, and
+supervising the answer positions to look at the objects directly took in one run of three
+(docs/world.md). Split in two, each hop is easy to learn:
+
+- find: at each token of the question that names a kind or a color, head i of the first language
+  layer attends to the visual tokens of the grid cells of image i that hold such objects, or, where
+  image i holds none, to the name token itself ("found nothing");
+- fetch: at every position that predicts a token of the answer, head 0 of the second layer attends to
+  the question's name tokens, which now carry what the find heads read.
+
+No parameters are added: the shipped model stays the stock one.
 """
 
 from __future__ import annotations
@@ -18,16 +21,15 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .parse import kinds_named
-from .recipes import QWEN_TEMPORAL_PATCH
-from .scenes import GRID
+from .parse import NAME_TO_KIND
+from .scenes import COLORS, GRID, Scene
 from .tasks import Sample
-from .video_changes import VIDEO_TOKEN_GRID, cell_changes
 from .vision_warmup import TOKEN_GRID, cells_of_tokens
 
-LOOKUP_HEAD = 0  # which head of the middle layer is taught the lookup
+# the find hop uses head i for image i (the targets have 4 heads per layer, prompts at most 2 images)
+FIND_LAYER, FETCH_LAYER, FETCH_HEAD = 0, 1, 0
 
-Lookup = tuple[int, torch.Tensor, torch.Tensor]  # batch row, query positions, key positions
+Lookup = tuple[int, int, int, torch.Tensor, torch.Tensor]  # layer, head, batch row, query and key positions
 
 
 def _answer_spans(labels: torch.Tensor) -> list[torch.Tensor]:
@@ -45,52 +47,42 @@ def _cell_tokens(token_grid: int, cells: set[tuple[int, int]]) -> torch.Tensor:
     return torch.tensor([i for i, cell in enumerate(cells_of_tokens(token_grid)) if cell in wanted])
 
 
-def _image_lookups(
-    sample: Sample, spans: list[torch.Tensor], image_positions: torch.Tensor
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(queries, keys) per answer to a question that names objects of its images: the tokens of those
-    objects in every image that holds one."""
+def _name_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[int, str]:
+    """Token id -> the word it is, for every kind name and color that is one token (all are, in the world
+    tokenizer: it was trained on these texts)."""
+    ids = {}
+    for word in (*NAME_TO_KIND, *COLORS):
+        tokens = tokenizer(" " + word, add_special_tokens=False).input_ids
+        if len(tokens) == 1:
+            ids[tokens[0]] = word
+    return ids
+
+
+def _named_cells(scene: Scene, word: str) -> set[tuple[int, int]]:
+    """The cells of the objects a word names: a kind's name, or a color."""
+    if word in COLORS:
+        return {o.cell for o in scene.objects if o.color == word}
+    return {o.cell for o in scene.objects if o.kind == NAME_TO_KIND[word]}
+
+
+def _question_lookups(
+    sample: Sample, spans: list[torch.Tensor], ids: torch.Tensor, image_positions: torch.Tensor, names: dict[int, str]
+) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
     per_image = TOKEN_GRID**2
     if len(image_positions) != per_image * len(sample.images):
         raise ValueError(f"{len(image_positions)} image tokens, expected {per_image} per image")
-    lookups = []
-    for turn, span in zip(sample.turns, spans, strict=True):
-        kinds = kinds_named(turn.question)
-        keys = []
-        for i, scene in enumerate(sample.scenes):
-            cells = {obj.cell for obj in map(scene.find, kinds) if obj is not None}
-            if cells:
-                keys.append(image_positions[i * per_image + _cell_tokens(TOKEN_GRID, cells)])
-        if keys:
-            lookups.append((span - 1, torch.cat(keys)))
-    return lookups
-
-
-def _video_lookups(
-    sample: Sample,
-    span: torch.Tensor,
-    ids: torch.Tensor,
-    video_positions: torch.Tensor,
-    tokenizer: PreTrainedTokenizerBase,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(queries, keys) per event sentence of a narration: the sentence's tokens, and the tokens of the
-    event's cells in the frame pairs before and after the change."""
-    per_pair = VIDEO_TOKEN_GRID**2
-    if len(video_positions) % per_pair:
-        raise ValueError(f"{len(video_positions)} video tokens do not form frame pairs of {per_pair}")
-    answer = ids[span]
-    period_ids = [i for i in answer.unique().tolist() if tokenizer.decode([i]).strip() == "."]
-    periods = torch.isin(answer, torch.tensor(period_ids, dtype=answer.dtype))
-    # sentence of each answer token: the opening state is sentence 0, event k is sentence k + 1
-    sentence = torch.cumsum(periods, 0) - periods.long()
-    changes, lookups = cell_changes(sample), []
-    for k, event in enumerate(sample.events):
-        pair = event.frame // QWEN_TEMPORAL_PATCH  # events fall in distinct pairs (video.EVENT_FRAMES)
-        tokens = _cell_tokens(VIDEO_TOKEN_GRID, set(changes[pair]))
-        keys = torch.cat([video_positions[p * per_pair + tokens] for p in (pair - 1, pair)])
-        queries = span[sentence == k + 1] - 1
-        if len(queries):
-            lookups.append((queries, keys))
+    lookups, start = [], 0
+    for span in spans:
+        # the question: the user turn between the previous answer and this one
+        named = [p for p in range(start, int(span[0])) if int(ids[p]) in names]
+        start = int(span[-1]) + 1
+        for p in named:
+            for i, scene in enumerate(sample.scenes):
+                cells = _named_cells(scene, names[int(ids[p])])
+                keys = image_positions[i * per_image + _cell_tokens(TOKEN_GRID, cells)] if cells else torch.tensor([p])
+                lookups.append((FIND_LAYER, i, torch.tensor([p]), keys))
+        if named:
+            lookups.append((FETCH_LAYER, FETCH_HEAD, span - 1, torch.tensor(named)))
     return lookups
 
 
@@ -100,38 +92,32 @@ def lookup_targets(
     samples: list[Sample],
     tokenizer: PreTrainedTokenizerBase,
     image_token_id: int,
-    video_token_id: int | None = None,
 ) -> list[Lookup]:
-    """The (row, queries, keys) of every answer that talks about objects of its input: an answer to a
-    question naming objects of its images, and each event sentence of a video narration. Queries are
-    the positions that predict the answer's tokens."""
-    targets = []
+    """The (layer, head, row, queries, keys) of every find and fetch hop of the batch's questions about
+    images; captions, videos and text get none."""
+    targets, names = [], _name_tokens(tokenizer)
     for row, sample in enumerate(samples):
+        if not sample.images:
+            continue
         ids, spans = input_ids[row].cpu(), _answer_spans(labels[row].cpu())
         if len(spans) != len(sample.turns):
             raise ValueError(f"{len(spans)} answers in row {row}, expected {len(sample.turns)}")
-        if sample.video and video_token_id is not None:
-            video_positions = (ids == video_token_id).nonzero().squeeze(1)
-            lookups = _video_lookups(sample, spans[0], ids, video_positions, tokenizer)
-        elif sample.images:
-            lookups = _image_lookups(sample, spans, (ids == image_token_id).nonzero().squeeze(1))
-        else:
-            lookups = []
-        targets += [(row, queries, keys) for queries, keys in lookups]
+        image_positions = (ids == image_token_id).nonzero().squeeze(1)
+        lookups = _question_lookups(sample, spans, ids, image_positions, names)
+        targets += [(layer, head, row, queries, keys) for layer, head, queries, keys in lookups]
     return targets
 
 
 def lookup_loss(attentions: tuple[torch.Tensor, ...], targets: list[Lookup]) -> torch.Tensor:
-    """Mean negative log of the attention mass that LOOKUP_HEAD of the middle layer puts on the named
-    objects' tokens, over every targeted query; zero when the batch has none."""
+    """Mean negative log of the attention mass each target's head puts on its keys, over every targeted
+    query; zero when the batch has none."""
     if not attentions or attentions[0] is None:
         raise ValueError("the lookup loss needs attention weights: run the language model with eager attention")
-    weights = attentions[len(attentions) // 2]  # [batch, heads, queries, keys]
     if not targets:
-        return weights.new_zeros(())
+        return attentions[0].new_zeros(())
     losses = []
-    for row, queries, keys in targets:
-        head = weights[row, LOOKUP_HEAD]
-        mass = head[queries.to(head.device)][:, keys.to(head.device)].sum(-1)
+    for layer, head, row, queries, keys in targets:
+        weights = attentions[layer][row, head]  # [queries, keys]
+        mass = weights[queries.to(weights.device)][:, keys.to(weights.device)].sum(-1)
         losses.append(-torch.log(mass.clamp_min(1e-6)))
     return torch.cat(losses).mean()

@@ -62,8 +62,8 @@ class TrainConfig:
     # Video target: weight of the change loss (video_changes.py). Off by default: at weight 1 it doubled
     # video event accuracy but cost the captions and answers more than that (docs/world.md).
     change_loss_weight: float = 0.0
-    # Image and video targets: weight of the lookup loss (lookup_attention.py), which teaches one attention
-    # head to look at the objects an answer talks about. Off by default.
+    # Image targets: weight of the lookup loss (lookup_attention.py), which teaches two attention hops from
+    # a question's names to their objects and from the answer to the names. Off by default.
     lookup_loss_weight: float = 0.0
 
 
@@ -98,8 +98,8 @@ def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float
     tasks = FAMILY_TASKS[family_of(name)]
     if change_loss_weight > 0 and "video" not in tasks:
         raise ValueError(f"the change loss needs video; {name} does not read video")
-    if lookup_loss_weight > 0 and not tasks & {"caption", "video"}:
-        raise ValueError(f"the lookup loss needs images or video; {name} reads neither")
+    if lookup_loss_weight > 0 and "caption" not in tasks:
+        raise ValueError(f"the lookup loss needs images; {name} does not read images")
 
 
 class ResumeMismatch(ValueError):
@@ -148,8 +148,8 @@ def _loss(model, processor, cfg: TrainConfig, start: int) -> torch.Tensor:
         labels = change_labels(batch["input_ids"], samples, tokenizer_of(processor), model.config.video_token_id)
         loss = loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, labels)
     if lookups:
-        tokens = (model.config.image_token_id, getattr(model.config, "video_token_id", None))
-        targets = lookup_targets(batch["input_ids"], batch["labels"], samples, tokenizer_of(processor), *tokens)
+        tokenizer, image_token_id = tokenizer_of(processor), model.config.image_token_id
+        targets = lookup_targets(batch["input_ids"], batch["labels"], samples, tokenizer, image_token_id)
         loss = loss + cfg.lookup_loss_weight * lookup_loss(out.attentions, targets)
     return loss
 
