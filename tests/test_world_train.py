@@ -123,6 +123,8 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=1,caption=2"], "given twice"),
         (["--target", "world-llava-tiny", "--change-loss-weight", "1"], "the change loss needs video"),
         (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images"),
+        (["--target", "world-llava-tiny", "--mix", "caption=1", "--lookup-loss-weight", "1"], "add instruct or drill"),
+        (["--target", "world-qwen-tiny", "--mix", "caption=1", "--change-loss-weight", "1"], "add video to the mix"),
         (["--target", "world-qwen-tiny", "--change-loss-weight", "inf"], "must be finite and >= 0"),
     ],
 )
@@ -166,9 +168,9 @@ def test_a_checkpoint_from_before_an_option_was_trained_with_its_default(tmp_pat
 @pytest.mark.parametrize("weight", [float("nan"), float("inf"), -1.0])
 def test_loss_weights_must_be_finite_and_not_negative(weight):
     with pytest.raises(ValueError, match="lookup-loss weight must be finite and >= 0"):
-        check_losses("world-llava-tiny", 0.0, weight)
+        check_losses("world-llava-tiny", 0.0, weight, None)
     with pytest.raises(ValueError, match="change-loss weight must be finite and >= 0"):
-        check_losses("world-qwen-tiny", weight, 0.0)
+        check_losses("world-qwen-tiny", weight, 0.0, None)
 
 
 def test_a_mix_needs_positive_finite_shares():

@@ -107,13 +107,14 @@ def train(
         device = str(resolve_device(device))
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--device") from None
+    shares = _parse_mix(target, mix) if mix else None
     try:
-        check_losses(target, change_loss_weight, lookup_loss_weight)
+        check_losses(target, change_loss_weight, lookup_loss_weight, shares)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--change-loss-weight / --lookup-loss-weight") from None
     out = out or Path("world-models") / target
     cfg = TrainConfig(
-        mix=_parse_mix(target, mix) if mix else None,
+        mix=shares,
         change_loss_weight=change_loss_weight,
         lookup_loss_weight=lookup_loss_weight,
         name=target,

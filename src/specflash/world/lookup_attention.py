@@ -2,7 +2,7 @@
 is answered by two attention hops, each taught to one head.
 
 An answer to "what color is the kite?", "where is the kite?", "is there a kite?", "which image shows a
-kite?" or "how many red things are there?" must find the kite's (or the red objects') visual tokens by
+kite?" or "how many red objects are there?" must find the kite's (or the red objects') visual tokens by
 what they say. Trained on the chat tasks alone, the tiny targets learn this for colors only, and
 supervising the answer positions to look at the objects directly took in one run of three
 (docs/world.md). Split in two, each hop is easy to learn:
@@ -18,6 +18,8 @@ No parameters are added: the shipped model stays the stock one.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -29,7 +31,16 @@ from .vision_warmup import TOKEN_GRID, cells_of_tokens
 # the find hop uses head i for image i (the targets have 4 heads per layer, prompts at most 2 images)
 FIND_LAYER, FETCH_LAYER, FETCH_HEAD = 0, 1, 0
 
-Lookup = tuple[int, int, int, torch.Tensor, torch.Tensor]  # layer, head, batch row, query and key positions
+
+class Lookup(NamedTuple):
+    """One hop to teach: head `head` of layer `layer` must attend, at each query position of batch row
+    `row`, to the key positions."""
+
+    layer: int
+    head: int
+    row: int
+    queries: torch.Tensor
+    keys: torch.Tensor
 
 
 def _answer_spans(labels: torch.Tensor) -> list[torch.Tensor]:
@@ -48,13 +59,14 @@ def _cell_tokens(token_grid: int, cells: set[tuple[int, int]]) -> torch.Tensor:
 
 
 def _name_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[int, str]:
-    """Token id -> the word it is, for every kind name and color that is one token (all are, in the world
-    tokenizer: it was trained on these texts)."""
+    """Token id -> the word it is, for every kind name and color (each is one token of the world
+    tokenizer, which was trained on these texts)."""
     ids = {}
     for word in (*NAME_TO_KIND, *COLORS):
         tokens = tokenizer(" " + word, add_special_tokens=False).input_ids
-        if len(tokens) == 1:
-            ids[tokens[0]] = word
+        if len(tokens) != 1:
+            raise ValueError(f"{word!r} is {len(tokens)} tokens; the lookup loss needs each name to be one token")
+        ids[tokens[0]] = word
     return ids
 
 
@@ -66,11 +78,18 @@ def _named_cells(scene: Scene, word: str) -> set[tuple[int, int]]:
 
 
 def _question_lookups(
-    sample: Sample, spans: list[torch.Tensor], ids: torch.Tensor, image_positions: torch.Tensor, names: dict[int, str]
-) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    row: int,
+    sample: Sample,
+    spans: list[torch.Tensor],
+    ids: torch.Tensor,
+    image_positions: torch.Tensor,
+    names: dict[int, str],
+) -> list[Lookup]:
+    """The find hops of each name in the sample's questions, one per image, and the fetch hop of each
+    answer to a question that names something."""
     per_image = TOKEN_GRID**2
     if len(image_positions) != per_image * len(sample.images):
-        raise ValueError(f"{len(image_positions)} image tokens, expected {per_image} per image")
+        raise ValueError(f"{len(image_positions)} image tokens, expected {per_image} for each of {len(sample.images)}")
     lookups, start = [], 0
     for span in spans:
         # the question: the user turn between the previous answer and this one
@@ -80,9 +99,9 @@ def _question_lookups(
             for i, scene in enumerate(sample.scenes):
                 cells = _named_cells(scene, names[int(ids[p])])
                 keys = image_positions[i * per_image + _cell_tokens(TOKEN_GRID, cells)] if cells else torch.tensor([p])
-                lookups.append((FIND_LAYER, i, torch.tensor([p]), keys))
+                lookups.append(Lookup(FIND_LAYER, i, row, torch.tensor([p]), keys))
         if named:
-            lookups.append((FETCH_LAYER, FETCH_HEAD, span - 1, torch.tensor(named)))
+            lookups.append(Lookup(FETCH_LAYER, FETCH_HEAD, row, span - 1, torch.tensor(named)))
     return lookups
 
 
@@ -93,8 +112,8 @@ def lookup_targets(
     tokenizer: PreTrainedTokenizerBase,
     image_token_id: int,
 ) -> list[Lookup]:
-    """The (layer, head, row, queries, keys) of every find and fetch hop of the batch's questions about
-    images; captions, videos and text get none."""
+    """Every find and fetch hop of the batch's questions about images; captions, videos and text get
+    none."""
     targets, names = [], _name_tokens(tokenizer)
     for row, sample in enumerate(samples):
         if not sample.images:
@@ -103,8 +122,7 @@ def lookup_targets(
         if len(spans) != len(sample.turns):
             raise ValueError(f"{len(spans)} answers in row {row}, expected {len(sample.turns)}")
         image_positions = (ids == image_token_id).nonzero().squeeze(1)
-        lookups = _question_lookups(sample, spans, ids, image_positions, names)
-        targets += [(layer, head, row, queries, keys) for layer, head, queries, keys in lookups]
+        targets += _question_lookups(row, sample, spans, ids, image_positions, names)
     return targets
 
 
@@ -117,6 +135,11 @@ def lookup_loss(attentions: tuple[torch.Tensor, ...], targets: list[Lookup]) -> 
         return attentions[0].new_zeros(())
     losses = []
     for layer, head, row, queries, keys in targets:
+        if layer >= len(attentions) or head >= attentions[layer].shape[1]:
+            raise ValueError(
+                f"no head {head} in layer {layer}: the model has {len(attentions)} layers of "
+                f"{attentions[0].shape[1]} heads (the find hop needs a head per image)"
+            )
         weights = attentions[layer][row, head]  # [queries, keys]
         mass = weights[queries.to(weights.device)][:, keys.to(weights.device)].sum(-1)
         losses.append(-torch.log(mass.clamp_min(1e-6)))

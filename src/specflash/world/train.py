@@ -37,6 +37,7 @@ FAMILY_TASKS = {
     "text": {"text", "text-drill"},
 }
 
+IMAGE_QUESTION_TASKS = {"instruct", "drill"}  # the samples the lookup loss has targets in
 DEFAULT_STEPS = {"world-llava-tiny": 4800, "world-qwen-tiny": 2600, "world-text-tiny": 1500}
 # Long enough for the per-cell kind accuracy of the warm-up head to pass 0.95 on held-out scenes.
 VISION_STEPS = {"llava": 4000, "qwen": 1500, "text": 0}
@@ -89,9 +90,9 @@ def task_mix(name: str, mix: dict[str, float] | None) -> dict[str, float]:
     return mix
 
 
-def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float) -> None:
-    """Refuse a weight that is not finite and >= 0, and an extra loss the target has no inputs for:
-    the change loss needs video, the lookup loss images."""
+def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float, mix: dict[str, float] | None) -> None:
+    """Refuse a weight that is not finite and >= 0, and an extra loss that the run's mix (None: the
+    recipe's) has no samples for: the change loss needs videos, the lookup loss questions about images."""
     for option, weight in (("change", change_loss_weight), ("lookup", lookup_loss_weight)):
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"the {option}-loss weight must be finite and >= 0, got {weight}")
@@ -100,6 +101,11 @@ def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float
         raise ValueError(f"the change loss needs video; {name} does not read video")
     if lookup_loss_weight > 0 and "caption" not in tasks:
         raise ValueError(f"the lookup loss needs images; {name} does not read images")
+    shares = task_mix(name, mix)
+    if change_loss_weight > 0 and "video" not in shares:
+        raise ValueError("the change loss needs video samples; add video to the mix")
+    if lookup_loss_weight > 0 and not shares.keys() & IMAGE_QUESTION_TASKS:
+        raise ValueError("the lookup loss needs questions about images; add instruct or drill to the mix")
 
 
 class ResumeMismatch(ValueError):
@@ -138,7 +144,7 @@ def _loss(model, processor, cfg: TrainConfig, start: int) -> torch.Tensor:
     """The batch's answer loss, plus the weighted change loss (video_changes.py) and lookup loss
     (lookup_attention.py) where they are on."""
     batch, samples = _batch(processor, cfg, start)
-    # check_losses (in train) refused a loss whose inputs the family cannot read
+    # check_losses (in train) refused a loss that the run's samples have no inputs for
     changes, lookups = cfg.change_loss_weight > 0, cfg.lookup_loss_weight > 0
     if not (changes or lookups):
         return model(**batch).loss
@@ -205,7 +211,8 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
 def train(cfg: TrainConfig, resume: bool = True) -> dict:
     """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint). Returns the state."""
     family = family_of(cfg.name)
-    check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight)
+    # a resumed run without a mix keeps its own, which was checked when it started
+    check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
         cfg = _resumed_config(json.loads((ckpt / "state.json").read_text())["config"], cfg, ckpt)
