@@ -24,6 +24,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .parse import NAME_TO_KIND
+from .processing import one_token_ids
 from .scenes import COLORS, GRID, Scene
 from .tasks import Sample
 from .vision_warmup import TOKEN_GRID, cells_of_tokens
@@ -52,22 +53,17 @@ def _answer_spans(labels: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.tensor_split(positions, breaks.tolist()))
 
 
-def _cell_tokens(token_grid: int, cells: set[tuple[int, int]]) -> torch.Tensor:
-    """Indices, among one image's token_grid**2 row-major tokens, of the tokens lying in `cells`."""
+def _cell_tokens(cells: set[tuple[int, int]]) -> torch.Tensor:
+    """Indices, among one image's TOKEN_GRID**2 row-major tokens, of the tokens lying in `cells`."""
     wanted = {r * GRID + c for r, c in cells}
-    return torch.tensor([i for i, cell in enumerate(cells_of_tokens(token_grid)) if cell in wanted])
+    return torch.tensor([i for i, cell in enumerate(cells_of_tokens(TOKEN_GRID)) if cell in wanted])
 
 
 def _name_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[int, str]:
     """Token id -> the word it is, for every kind name and color (each is one token of the world
     tokenizer, which was trained on these texts)."""
-    ids = {}
-    for word in (*NAME_TO_KIND, *COLORS):
-        tokens = tokenizer(" " + word, add_special_tokens=False).input_ids
-        if len(tokens) != 1:
-            raise ValueError(f"{word!r} is {len(tokens)} tokens; the lookup loss needs each name to be one token")
-        ids[tokens[0]] = word
-    return ids
+    words = (*NAME_TO_KIND, *COLORS)
+    return dict(zip(one_token_ids(tokenizer, [" " + w for w in words]), words, strict=True))
 
 
 def _named_cells(scene: Scene, word: str) -> set[tuple[int, int]]:
@@ -98,7 +94,7 @@ def _question_lookups(
         for p in named:
             for i, scene in enumerate(sample.scenes):
                 cells = _named_cells(scene, names[int(ids[p])])
-                keys = image_positions[i * per_image + _cell_tokens(TOKEN_GRID, cells)] if cells else torch.tensor([p])
+                keys = image_positions[i * per_image + _cell_tokens(cells)] if cells else torch.tensor([p])
                 lookups.append(Lookup(FIND_LAYER, i, row, torch.tensor([p]), keys))
         if named:
             lookups.append(Lookup(FETCH_LAYER, FETCH_HEAD, row, span - 1, torch.tensor(named)))

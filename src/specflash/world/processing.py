@@ -133,6 +133,18 @@ def encode(
     return processor_inputs(processor, texts, flat_images, flat_videos, video_fps=VIDEO_FPS, padding=True)
 
 
+def one_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """The token id of each word, which must be a single token of this tokenizer (loss targets that
+    name a word by one position rely on it)."""
+    ids = []
+    for word in words:
+        tokens = tokenizer(word, add_special_tokens=False).input_ids
+        if len(tokens) != 1:
+            raise ValueError(f"{word!r} is {len(tokens)} tokens in this tokenizer; it must be one")
+        ids.append(tokens[0])
+    return ids
+
+
 def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     """Labels for causal-LM training: assistant content (and its <|im_end|>) kept, the rest -100."""
     start, end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])

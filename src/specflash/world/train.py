@@ -99,7 +99,7 @@ def check_losses(name: str, change_loss_weight: float, lookup_loss_weight: float
     tasks = FAMILY_TASKS[family_of(name)]
     if change_loss_weight > 0 and "video" not in tasks:
         raise ValueError(f"the change loss needs video; {name} does not read video")
-    if lookup_loss_weight > 0 and "caption" not in tasks:
+    if lookup_loss_weight > 0 and not tasks & IMAGE_QUESTION_TASKS:
         raise ValueError(f"the lookup loss needs images; {name} does not read images")
     shares = task_mix(name, mix)
     if change_loss_weight > 0 and "video" not in shares:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .processing import one_token_ids
 from .recipes import QWEN_MERGE, QWEN_PATCH, QWEN_TEMPORAL_PATCH, QWEN_VIDEO_SIZE
 from .scenes import GRID
 from .tasks import Sample
@@ -73,12 +74,7 @@ def change_labels(
     input_ids: torch.Tensor, samples: list[Sample], tokenizer: PreTrainedTokenizerBase, video_token_id: int
 ) -> torch.Tensor:
     """Labels aligned with input_ids: change words at the video tokens of video samples, -100 elsewhere."""
-    word_ids = {}
-    for change, word in CHANGE_WORDS.items():
-        ids = tokenizer(word, add_special_tokens=False).input_ids
-        if len(ids) != 1:
-            raise ValueError(f"the change word {word!r} is {len(ids)} tokens in this tokenizer; it must be one")
-        word_ids[change] = ids[0]
+    word_ids = dict(zip(CHANGE_WORDS, one_token_ids(tokenizer, list(CHANGE_WORDS.values())), strict=True))
     labels = torch.full_like(input_ids, -100)
     for row, sample in enumerate(samples):
         if sample.video:
