@@ -17,6 +17,7 @@ from specflash.world.train import (
     _optimizer,
     _resumed_config,
     check_losses,
+    default_lookup_loss_weight,
     set_rates,
     task_mix,
     train,
@@ -83,11 +84,31 @@ def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
 )
 def test_a_step_trains_with_each_extra_loss(tmp_path, name, task, extra):
     torch.set_num_threads(1)
-    cfg = TrainConfig(name=name, out=str(tmp_path / "plain"), steps=1, batch=2, vision_steps=1, mix={task: 1.0})
+    common = {"steps": 1, "batch": 2, "vision_steps": 1, "mix": {task: 1.0}}
+    cfg = TrainConfig(name=name, out=str(tmp_path / "plain"), lookup_loss_weight=0.0, **common)
     plain = train(cfg)
     state = train(replace(cfg, out=str(tmp_path / "extra"), **extra))
     # same weights and data: the first step's loss is the plain loss plus the weighted extra one
     assert state["step"] == 1 and state["loss"] > plain["loss"] + 0.1
+
+
+def test_the_recipe_has_the_lookup_loss_on_for_llava_questions_only():
+    assert default_lookup_loss_weight("world-llava-tiny", None) == 1.0
+    assert default_lookup_loss_weight("world-llava-tiny", {"caption": 0.5, "drill": 0.5}) == 1.0
+    assert default_lookup_loss_weight("world-llava-tiny", {"caption": 1.0}) == 0.0  # nothing to look up
+    assert default_lookup_loss_weight("world-qwen-tiny", None) == 0.0
+    assert default_lookup_loss_weight("world-text-tiny", None) == 0.0
+    check_losses("world-llava-tiny", 0.0, None, {"caption": 1.0})  # the default fits a caption-only mix
+
+
+def test_a_run_records_the_lookup_weight_it_trained_with(tmp_path):
+    torch.set_num_threads(1)
+    common = {"steps": 1, "batch": 2, "vision_steps": 1, "mix": {"caption": 1.0}}
+    cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path), **common)
+    assert train(cfg)["config"]["lookup_loss_weight"] == 0.0
+    saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
+    resumed = _resumed_config({**saved, "lookup_loss_weight": 1.0}, replace(cfg, mix=None), tmp_path)
+    assert resumed.lookup_loss_weight == 1.0  # without a weight, a resumed run keeps its own
 
 
 def test_a_drill_mix_trains(tmp_path):
@@ -160,7 +181,8 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path):
 def test_a_checkpoint_from_before_an_option_was_trained_with_its_default(tmp_path):
     saved = {"name": "world-llava-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}  # no loss weights
     cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path))
-    assert _resumed_config(saved, cfg, tmp_path).mix == TASK_MIX["llava"]
+    resumed = _resumed_config(saved, cfg, tmp_path)
+    assert resumed.mix == TASK_MIX["llava"] and resumed.lookup_loss_weight == 0.0
     with pytest.raises(ResumeMismatch, match="lookup_loss_weight=0.0"):
         _resumed_config(saved, replace(cfg, lookup_loss_weight=1.0), tmp_path)
 

@@ -91,7 +91,10 @@ def train(
         0.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0, the default, is off."
     ),
     lookup_loss_weight: float = typer.Option(
-        0.0, min=0.0, help="Image targets: weight of the lookup loss (docs/world.md); 0 (default) is off."
+        None,
+        min=0.0,
+        help="Image targets: weight of the lookup loss (docs/world.md); 0 is off. Default: the recipe's "
+        "(1 for world-llava-tiny when the mix has instruct or drill, else 0), or a resumed run's own.",
     ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:
