@@ -49,6 +49,7 @@ def test_image_target_resume_is_exact(tmp_path):
     stopped.steps = 2
     state = train(stopped)
     assert state["step"] == 2 and "vision_loss" in state
+    assert state["config"]["lookup_loss_weight"] == 1.0  # the recipe's, kept by the resumed run
     assert 0 <= state["vision_token_kind_accuracy"] <= 1
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "stopped" / "model.safetensors")
@@ -178,7 +179,7 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=2, mix={"text": 1.0}))
 
 
-def test_a_checkpoint_from_before_an_option_was_trained_with_its_default(tmp_path):
+def test_a_checkpoint_from_before_the_extra_losses_was_trained_without_them(tmp_path):
     saved = {"name": "world-llava-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}  # no loss weights
     cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path))
     resumed = _resumed_config(saved, cfg, tmp_path)

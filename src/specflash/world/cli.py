@@ -90,7 +90,7 @@ def train(
     change_loss_weight: float = typer.Option(
         0.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0, the default, is off."
     ),
-    lookup_loss_weight: float = typer.Option(
+    lookup_loss_weight: float | None = typer.Option(
         None,
         min=0.0,
         help="Image targets: weight of the lookup loss (docs/world.md); 0 is off. Default: the recipe's "

@@ -105,8 +105,7 @@ def check_losses(
     """Refuse a weight that is not finite and >= 0, and an extra loss that the run's mix (None: the
     recipe's) has no samples for: the change loss needs videos, the lookup loss questions about images.
     A lookup weight of None is the recipe's, which fits every mix."""
-    if lookup_loss_weight is None:
-        lookup_loss_weight = default_lookup_loss_weight(name, mix)
+    lookup_loss_weight = lookup_loss_weight or 0.0
     for option, weight in (("change", change_loss_weight), ("lookup", lookup_loss_weight)):
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"the {option}-loss weight must be finite and >= 0, got {weight}")
