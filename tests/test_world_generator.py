@@ -6,7 +6,7 @@ from specflash.world.parse import kinds_named, parse_answer, parse_events
 from specflash.world.render import SHAPES
 from specflash.world.scenes import COLORS, KINDS, SCENE_TYPES
 from specflash.world.tasks import TASKS, make_samples
-from specflash.world.video import FRAMES
+from specflash.world.video import FRAMES, sample_video
 
 
 def test_world_has_the_promised_variety():
@@ -54,6 +54,17 @@ def test_video_narration_parses_to_its_events():
         text = s.messages[1]["content"][0]["text"]
         assert parse_events(text) == [e.key() for e in s.events]
         assert s.video[0].tobytes() != s.video[-1].tobytes()
+
+
+def test_each_video_event_lies_inside_a_frame_pair():
+    """A video tower's temporal patch (two frames) sees each event whole: before, then after."""
+    import random
+
+    for i in range(40):
+        video = sample_video(random.Random(f"pairs/{i}"))
+        changed = {f for f in range(1, FRAMES) if video.scenes[f] != video.scenes[f - 1]}
+        assert changed == {e.frame for e in video.events} and all(f % 2 == 1 for f in changed)
+        assert 1 not in changed  # the first pair shows the opening scene still
 
 
 def test_message_format_is_hf_multimodal_chat():

@@ -167,6 +167,36 @@ def test_warm_up_labels_every_token_with_its_cell():
     assert (labels[..., 0] > 0).sum() == 9  # the 3x3 tokens of the top-right cell
 
 
+def test_frame_pair_labels_say_what_the_cell_held_and_how_it_changed():
+    from specflash.world.scenes import KINDS, Scene, WorldObject
+    from specflash.world.video import Event
+    from specflash.world.video_changes import VIDEO_TOKEN_GRID as GRID
+    from specflash.world.vision_warmup import CHANGES, change_labels
+
+    kite = WorldObject(kind="kite", color="red", size="large", cell=(0, 0))
+    ball = WorldObject(kind="ball", color="blue", size="small", cell=(2, 2))
+    before = Scene(scene_type="park", objects=[kite, ball])
+    moved = change_labels(before, Event("move", "kite", "red", 1, "right", (0, 1)), GRID).reshape(GRID, GRID, -1)
+    assert moved[0, 0].tolist()[::3] == [KINDS.index("kite") + 1, CHANGES.index("away")]
+    assert moved[0, GRID // 2].tolist() == [0, 0, 0, CHANGES.index("right")]  # empty before, moved in
+    assert (moved[..., 3] > 0).sum() == 2 * (GRID // 3) ** 2 and moved[-1, -1, 3] == CHANGES.index("nothing")
+    gone = change_labels(before, Event("disappear", "ball", "blue", 1), GRID).reshape(GRID, GRID, -1)
+    assert gone[-1, -1].tolist()[::3] == [KINDS.index("ball") + 1, CHANGES.index("disappear")]
+    assert (change_labels(before, None, GRID)[:, 3] == 0).all()
+
+
+def test_qwen_warm_up_trains_on_frame_pairs(tmp_path):
+    from specflash.world.processing import load_processor
+    from specflash.world.vision_warmup import warmup_vision
+
+    torch.set_num_threads(1)
+    model = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
+    before = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
+    result = warmup_vision(model, "qwen", load_processor(tmp_path).image_processor, 0, 2, batch=4, eval_scenes=4)
+    assert 0 <= result["changed_token_accuracy"] <= 1 and result["loss"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in model.model.visual.state_dict().items())
+
+
 def test_a_resumed_run_keeps_its_data_stream(tmp_path):
     torch.set_num_threads(1)
     mix = {"text": 0.5, "text-drill": 0.5}

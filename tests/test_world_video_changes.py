@@ -24,9 +24,9 @@ def _sample(events: list[Event]) -> Sample:
 
 def test_changes_follow_each_object_through_the_events():
     events = [
-        Event("move", "kite", "red", 2, "right", (0, 1)),
-        Event("appear", "bench", "pink", 4, None, (1, 1)),
-        Event("disappear", "kite", "red", 6),  # vanishes from where it moved to
+        Event("move", "kite", "red", 3, "right", (0, 1)),
+        Event("appear", "bench", "pink", 5, None, (1, 1)),
+        Event("disappear", "kite", "red", 7),  # vanishes from where it moved to
     ]
     assert cell_changes(_sample(events)) == {
         1: {(0, 0): None, (0, 1): "right"},
@@ -37,7 +37,7 @@ def test_changes_follow_each_object_through_the_events():
 
 def test_token_labels_flag_the_cells_of_changes_only_after_the_first_pair():
     words = {change: i for i, change in enumerate(CHANGE_WORDS)}
-    labels = video_token_labels(_sample([Event("disappear", "ball", "blue", 4)]), words)
+    labels = video_token_labels(_sample([Event("disappear", "ball", "blue", 5)]), words)
     per_pair = labels.reshape(4, VIDEO_TOKEN_GRID, VIDEO_TOKEN_GRID)
     assert (per_pair[0] == -100).all()
     assert per_pair[2, -1, -1] == words["disappear"] and per_pair[2, 0, 0] == words["nothing"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, BatchFeature
+from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, BaseImageProcessor, BatchFeature
 
 from specflash.prompting import processor_inputs
 
@@ -30,6 +30,20 @@ def video_frames(frames: Sequence[Image.Image]) -> list[Image.Image]:
     return [f.resize((QWEN_VIDEO_SIZE, QWEN_VIDEO_SIZE), Image.BICUBIC) for f in frames]
 
 
+def video_pixels(image_processor: BaseImageProcessor, frames: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
+    """Qwen2.5-VL video patches and grid (t, h, w) of the frames, from the PIL image processor: the
+    video processor's layout, consecutive frames paired into temporal patches."""
+    small = video_frames(frames)
+    out = image_processor(images=small, return_tensors="np")
+    _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
+    c, t = 3, image_processor.temporal_patch_size
+    # per frame: (tokens, C, T, ph, pw) with T copies of the frame; keep one copy, pair frames up
+    per = out["pixel_values"].reshape(len(small), gh * gw, c, t, -1)[:, :, :, 0]
+    grid_t = len(small) // t
+    pairs = per[: grid_t * t].reshape(grid_t, t, gh * gw, c, -1).transpose(0, 2, 3, 1, 4)
+    return torch.from_numpy(np.ascontiguousarray(pairs).reshape(grid_t * gh * gw, -1)), [grid_t, gh, gw]
+
+
 class QwenInputs:
     """Stand-in for Qwen2_5_VLProcessor.__call__ on the PIL backend (see module docstring)."""
 
@@ -38,21 +52,9 @@ class QwenInputs:
         self.image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
         self.chat_template = self.tokenizer.chat_template
         self.merge = self.image_processor.merge_size
-        self.temporal = self.image_processor.temporal_patch_size
 
     def apply_chat_template(self, messages: list[dict], **kwargs) -> str:
         return self.tokenizer.apply_chat_template(messages, **kwargs)
-
-    def _video(self, frames: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
-        small = video_frames(frames)
-        out = self.image_processor(images=small, return_tensors="np")
-        _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
-        c, t = 3, self.temporal
-        # per frame: (tokens, C, T, ph, pw) with T copies of the frame; keep one copy, pair frames up
-        per = out["pixel_values"].reshape(len(small), gh * gw, c, t, -1)[:, :, :, 0]
-        grid_t = len(small) // t
-        pairs = per[: grid_t * t].reshape(grid_t, t, gh * gw, c, -1).transpose(0, 2, 3, 1, 4)
-        return torch.from_numpy(np.ascontiguousarray(pairs).reshape(grid_t * gh * gw, -1)), [grid_t, gh, gw]
 
     def __call__(
         self,
@@ -75,10 +77,10 @@ class QwenInputs:
             data["pixel_values"], data["image_grid_thw"] = out["pixel_values"], out["image_grid_thw"]
             image_tokens = [int(g.prod()) // self.merge**2 for g in out["image_grid_thw"]]
         if videos:
-            encoded = [self._video(v) for v in videos]
+            encoded = [video_pixels(self.image_processor, v) for v in videos]
             data["pixel_values_videos"] = torch.cat([e[0] for e in encoded])
             data["video_grid_thw"] = torch.tensor([e[1] for e in encoded])
-            data["second_per_grid_ts"] = torch.tensor([self.temporal / fps] * len(encoded))
+            data["second_per_grid_ts"] = torch.tensor([self.image_processor.temporal_patch_size / fps] * len(encoded))
             video_tokens = [t * h * w // self.merge**2 for t, h, w in data["video_grid_thw"].tolist()]
         expanded = [self._expand(t, "<|image_pad|>", image_tokens) for t in text]
         expanded = [self._expand(t, "<|video_pad|>", video_tokens) for t in expanded]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
+from transformers.utils import logging as hf_logging
 
 from ..schedule import warmup_cosine
 from .build import MODEL_CLASSES, family_of, new_model
@@ -269,12 +270,18 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             state["vision_loss"] = warm_result["loss"]
             state["vision_token_kind_accuracy"] = warm_result["token_kind_accuracy"]
             state["vision_occupied_token_kind_accuracy"] = warm_result["occupied_token_kind_accuracy"]
+            if "changed_token_accuracy" in warm_result:
+                state["vision_changed_token_accuracy"] = warm_result["changed_token_accuracy"]
             state["elapsed_s"] += time.perf_counter() - t0
             _save_checkpoint(model, optimizer, ckpt, state)
         if cfg.lookup_loss_weight > 0:
-            # the lookup loss reads attention weights, which only eager attention returns (set after the
-            # warm-up, so that the warm-up is the same with and without it)
-            model.set_attn_implementation("eager")
+            # the lookup loss reads the language model's attention weights, which only eager attention
+            # returns (set after the warm-up, so that the warm-up is the same with and without it; the
+            # vision side keeps its faster attention)
+            model.set_attn_implementation({"text_config": "eager"})
+            # output_attentions reaches the vision tower too, whose sdpa attention would warn that it has
+            # no weights to return: only the language model's are read
+            hf_logging.get_logger("transformers.integrations.sdpa_attention").setLevel(hf_logging.ERROR)
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
         ema = state["loss"]
         while state["step"] < cfg.steps:

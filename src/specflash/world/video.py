@@ -1,6 +1,7 @@
 """Videos: a scene that changes over FRAMES frames. Events (an object moves, appears or disappears)
-happen only at EVENT_FRAMES, which fall between frame pairs, so each temporal patch of a video
-tower (two frames) sees a still picture and each event is a change between patches."""
+happen only at EVENT_FRAMES, the second frame of a frame pair after the first: each event lies inside
+one temporal patch of a video tower (two frames, before and after), as motion does in real video, and
+the first pair shows the opening scene still."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .render import render_scene
 from .scenes import ALL_CELLS, GRID, Scene, WorldObject, sample_object, sample_scene
 
 FRAMES = 8
-EVENT_FRAMES = (2, 4, 6)
+EVENT_FRAMES = (3, 5, 7)
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 
 
@@ -61,7 +62,7 @@ def _possible_moves(scene: Scene) -> list[tuple[WorldObject, str, tuple[int, int
     return moves
 
 
-def _apply_event(rng: random.Random, scene: Scene, frame: int) -> tuple[Scene, Event]:
+def apply_event(rng: random.Random, scene: Scene, frame: int) -> tuple[Scene, Event]:
     actions = ["move", "appear", "disappear"]
     if len(scene.objects) <= 1:
         actions.remove("disappear")
@@ -87,6 +88,19 @@ def _apply_event(rng: random.Random, scene: Scene, frame: int) -> tuple[Scene, E
     return replace(scene, objects=objects), event
 
 
+def changed_cells(cells: dict[str, tuple[int, int]], event: Event) -> dict[tuple[int, int], str]:
+    """The cells an event changes, given each object's cell (by kind) before it: the vanished object's
+    cell -> "disappear", a new object's -> "appear", a moved object's old cell -> "away" and its new
+    cell -> the direction it moved."""
+    if event.action == "disappear":
+        return {cells[event.kind]: "disappear"}
+    if event.action == "appear" and event.cell:
+        return {event.cell: "appear"}
+    if event.action == "move" and event.cell and event.direction:
+        return {cells[event.kind]: "away", event.cell: event.direction}
+    raise ValueError(f"incomplete event {event}")
+
+
 def sample_video(rng: random.Random) -> Video:
     """A random video with two or three events at distinct EVENT_FRAMES."""
     scene = sample_scene(rng, min_objects=2, max_objects=4)
@@ -94,7 +108,7 @@ def sample_video(rng: random.Random) -> Video:
     scenes, events = [], []
     for frame in range(FRAMES):
         if frame in event_frames:
-            scene, event = _apply_event(rng, scene, frame)
+            scene, event = apply_event(rng, scene, frame)
             events.append(event)
         scenes.append(scene)
     return Video(scenes=scenes, events=events)

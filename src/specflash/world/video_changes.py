@@ -1,10 +1,10 @@
 """An opt-in stage-2 loss for the video target (`--change-loss-weight`): each video token says what
 changed in its cell.
 
-The Qwen2.5-VL vision tower attends within one frame pair at a time, so only the language model can
-see that an object moved, appeared or vanished between pairs. Here the language model's own output
-head, read after the first half of its layers, must name at every video token of a later frame pair
-the change in that token's grid cell: " appears", " vanishes", the direction of an object that moved
+Each event lies inside one frame pair (video.py), which the Qwen2.5-VL vision tower sees as one
+temporal patch. Here the language model's own output head, read after the first half of its layers,
+must name at every video token of a later frame pair the change in that token's grid cell within the
+pair: " appears", " vanishes", the direction of an object that moved
 in (" left", " right", " up", " down") or " nothing"; the cell a moved object left is not labelled (it
 emptied, but nothing vanished). A narration token can then find an event by attending, in the upper
 layers, to the tokens that flag one. No parameters are added: the shipped model stays the stock one.
@@ -19,7 +19,7 @@ from .processing import one_token_ids
 from .recipes import QWEN_MERGE, QWEN_PATCH, QWEN_TEMPORAL_PATCH, QWEN_VIDEO_SIZE
 from .scenes import GRID
 from .tasks import Sample
-from .video import FRAMES
+from .video import FRAMES, changed_cells
 from .vision_warmup import cells_of_tokens
 
 CHANGE_WORDS = {
@@ -41,14 +41,11 @@ def cell_changes(sample: Sample) -> dict[int, dict[tuple[int, int], str | None]]
     changes: dict[int, dict[tuple[int, int], str | None]] = {}
     for event in sample.events:
         pair = changes.setdefault(event.frame // QWEN_TEMPORAL_PATCH, {})
+        for cell, change in changed_cells(cells, event).items():
+            pair[cell] = None if change == "away" else change
         if event.action == "disappear":
-            pair[cells.pop(event.kind)] = "disappear"
-        elif event.action == "appear" and event.cell:
-            pair[event.cell] = "appear"
-            cells[event.kind] = event.cell
-        elif event.action == "move" and event.cell and event.direction:
-            pair[cells[event.kind]] = None
-            pair[event.cell] = event.direction
+            del cells[event.kind]
+        elif event.cell:
             cells[event.kind] = event.cell
     return changes
 
