@@ -110,7 +110,8 @@ def _logits_and_labels(model, family, head, image_processor, scenes):
     tokens = visual_tokens(
         model, family, image_processor(images=[render_scene(s) for s in scenes], return_tensors="pt").to(device)
     )
-    labels = torch.stack([token_labels(s, _square(tokens)) for s in scenes]).to(device)
+    grid = _square(tokens)
+    labels = torch.stack([token_labels(s, grid) for s in scenes]).to(device)
     return head(tokens).split(HEADS, dim=-1), labels
 
 
