@@ -75,12 +75,18 @@ def test_message_format_is_hf_multimodal_chat():
     assert s.messages[1]["role"] == "assistant"
 
 
-@pytest.mark.parametrize("drill", ["drill", "text-drill"])
-def test_drills_are_training_only_and_parse_back(drill):
+@pytest.mark.parametrize(("drill", "scenes"), [("drill", 1), ("pair-drill", 2), ("text-drill", 1)])
+def test_drills_are_training_only_and_parse_back(drill, scenes):
     for s in make_samples(drill, "train", 20, seed=4):
-        assert 5 <= len(s.turns) <= 7 and len(s.scenes) == 1 and s.task == drill
+        assert 5 <= len(s.turns) <= 7 and len(s.scenes) == scenes and s.task == drill
+        assert len({turn.question for turn in s.turns}) == len(s.turns)
         for turn in s.turns:
             if turn.value is not None:
                 assert parse_answer(turn.qtype, turn.answer) == turn.value, (turn.question, turn.answer)
     with pytest.raises(ValueError, match="training-only"):
         make_samples(drill, "eval", 1, seed=0)
+
+
+def test_a_pair_drill_answers_both_and_neither():
+    answers = {turn.value for s in make_samples("pair-drill", "train", 40, seed=1) for turn in s.turns}
+    assert {"both", "neither", "first", "second", True, False} <= answers

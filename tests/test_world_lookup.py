@@ -84,6 +84,14 @@ def test_each_name_finds_its_objects_in_every_image_and_each_answer_fetches_the_
     assert found_nothing
 
 
+def test_a_pair_drill_finds_each_name_in_both_images():
+    samples = make_samples("pair-drill", "train", 2, seed=0)
+    targets = _targets("world-qwen-tiny", samples)[-1]
+    finds = [t for t in targets if t.layer == FIND_LAYER]
+    assert finds and {t.head for t in finds} == {0, 1}
+    assert sum(t.head == 0 for t in finds) == sum(t.head == 1 for t in finds)
+
+
 @pytest.mark.parametrize(
     ("name", "task"), [("world-llava-tiny", "caption"), ("world-qwen-tiny", "video"), ("world-qwen-tiny", "text")]
 )

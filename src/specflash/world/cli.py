@@ -85,7 +85,8 @@ def train(
     mix: str = typer.Option(
         None,
         help="Task shares of the training samples, e.g. caption=0.3,instruct=0.3,drill=0.4 "
-        "(default: the recipe's). Training-only tasks: drill, text-drill (5-7 questions about one scene).",
+        "(default: the recipe's). Training-only tasks: drill, text-drill (5-7 questions about one scene), "
+        "pair-drill (5-7 comparisons of two scenes).",
     ),
     change_loss_weight: float = typer.Option(
         0.0, min=0.0, help="Video target: weight of the change loss (docs/world.md); 0, the default, is off."
@@ -94,7 +95,7 @@ def train(
         None,
         min=0.0,
         help="Image targets: weight of the lookup loss (docs/world.md); 0 is off. Default: the recipe's "
-        "(1 for world-llava-tiny when the mix has instruct or drill, else 0), or a resumed run's own.",
+        "(1 for world-llava-tiny when the mix has instruct or a drill of images, else 0), or a resumed run's own.",
     ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:

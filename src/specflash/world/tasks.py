@@ -86,8 +86,7 @@ def instruct_sample(
     """One image (or, with `pairs`, sometimes two) and `turns` (min, max) question turns."""
     first = sample_scene(rng)
     if pairs and rng.random() < TWO_IMAGE_RATE:
-        partner_type = first.scene_type if rng.random() < SAME_TYPE_PARTNER_RATE else None
-        second = sample_scene(rng, scene_type=partner_type)
+        second = _partner(rng, first)
         names = rng.sample(tuple(questions.PAIR), rng.randint(2, 3))
         asked = [questions.PAIR[n](rng, first, second) for n in names]
         scenes = [first, second]
@@ -97,6 +96,13 @@ def instruct_sample(
         scenes = [first]
     images = [render_scene(s) for s in scenes]
     return Sample(task, images, None, _dialogue(asked, images=len(images)), scenes, asked, key=key)
+
+
+def _partner(rng: random.Random, first: Scene) -> Scene:
+    """The second scene of a comparison: sometimes of the first one's type, so "same kind of place?" is
+    not always no."""
+    partner_type = first.scene_type if rng.random() < SAME_TYPE_PARTNER_RATE else None
+    return sample_scene(rng, scene_type=partner_type)
 
 
 def video_sample(rng: random.Random, key: str) -> Sample:
@@ -144,11 +150,35 @@ def drill_sample(rng: random.Random, key: str) -> Sample:
     return instruct_sample(rng, key, DRILL_TURNS, pairs=False, task="drill")
 
 
+def pair_drill_sample(rng: random.Random, key: str) -> Sample:
+    """Two scenes and DRILL_TURNS comparisons: which has more objects, whether they are the same kind of
+    place, and which shows a named kind (no question twice), in random order. In instruct samples only one
+    in TWO_IMAGE_RATE is a pair, too few for the answers "both" and "neither" to be learned."""
+    first = sample_scene(rng)
+    second = _partner(rng, first)
+    asked = [questions.compare_more(rng, first, second), questions.compare_place(rng, first, second)]
+    wanted = rng.randint(*DRILL_TURNS)
+    seen: set[str] = set()
+    # compare_which picks its kind among the scenes' kinds and one random kind; a bounded number of
+    # draws keeps a pair of near-empty scenes from looping.
+    for _ in range(8 * wanted):
+        if len(asked) == wanted:
+            break
+        turn = questions.compare_which(rng, first, second)
+        if turn.question not in seen:
+            seen.add(turn.question)
+            asked.append(turn)
+    rng.shuffle(asked)
+    scenes = [first, second]
+    images = [render_scene(s) for s in scenes]
+    return Sample("pair-drill", images, None, _dialogue(asked, images=2), scenes, asked, key=key)
+
+
 def text_drill_sample(rng: random.Random, key: str) -> Sample:
     return text_sample(rng, key, DRILL_TURNS, free=False, task="text-drill")
 
 
-DRILLS = {"drill": drill_sample, "text-drill": text_drill_sample}
+DRILLS = {"drill": drill_sample, "pair-drill": pair_drill_sample, "text-drill": text_drill_sample}
 
 
 def make_sample(task: str, split: str, seed: int, index: int) -> Sample:

@@ -33,12 +33,12 @@ TASK_MIX = {
 
 # What each family can read: the text target sees no images, only the Qwen target sees video.
 FAMILY_TASKS = {
-    "llava": {"caption", "instruct", "drill"},
-    "qwen": {"caption", "instruct", "video", "drill"},
+    "llava": {"caption", "instruct", "drill", "pair-drill"},
+    "qwen": {"caption", "instruct", "video", "drill", "pair-drill"},
     "text": {"text", "text-drill"},
 }
 
-IMAGE_QUESTION_TASKS = {"instruct", "drill"}  # the samples the lookup loss has targets in
+IMAGE_QUESTION_TASKS = {"instruct", "drill", "pair-drill"}  # the samples the lookup loss has targets in
 DEFAULT_STEPS = {"world-llava-tiny": 4800, "world-qwen-tiny": 2600, "world-text-tiny": 1500}
 # On for LLaVA (question accuracy 0.61 -> 0.87, docs/world.md); the Qwen target's recipe is not settled.
 LOOKUP_LOSS_WEIGHT = {"world-llava-tiny": 1.0, "world-qwen-tiny": 0.0, "world-text-tiny": 0.0}
@@ -119,7 +119,7 @@ def check_losses(
     if change_loss_weight > 0 and "video" not in shares:
         raise ValueError("the change loss needs video samples; add video to the mix")
     if lookup_loss_weight > 0 and not shares.keys() & IMAGE_QUESTION_TASKS:
-        raise ValueError("the lookup loss needs questions about images; add instruct or drill to the mix")
+        raise ValueError("the lookup loss needs questions about images; add instruct, drill or pair-drill to the mix")
 
 
 class ResumeMismatch(ValueError):
