@@ -145,7 +145,7 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=1,caption=2"], "given twice"),
         (["--target", "world-llava-tiny", "--change-loss-weight", "1"], "the change loss needs video"),
         (["--target", "world-text-tiny", "--lookup-loss-weight", "1"], "the lookup loss needs images"),
-        (["--target", "world-llava-tiny", "--mix", "caption=1", "--lookup-loss-weight", "1"], "add instruct or drill"),
+        (["--target", "world-llava-tiny", "--mix", "caption=1", "--lookup-loss-weight", "1"], "pair-drill to the mix"),
         (["--target", "world-qwen-tiny", "--mix", "caption=1", "--change-loss-weight", "1"], "add video to the mix"),
         (["--target", "world-qwen-tiny", "--change-loss-weight", "inf"], "must be finite and >= 0"),
     ],
