@@ -87,3 +87,13 @@ def test_eval_reports_question_accuracy_overall_and_by_type():
     by_type = result["question_accuracy_by_type"]
     assert by_type and all(0.0 <= v <= 1.0 for v in by_type.values())
     assert 0.0 <= result["question_accuracy"] <= 1.0 and result["questions"] >= len(by_type)
+
+
+def test_eval_of_a_directory_without_weights_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from specflash.cli import app
+
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_5_vl"}')  # a run still training
+    result = CliRunner().invoke(app, ["world", "eval", "--target", str(tmp_path)])
+    assert result.exit_code == 2 and "holds no trained world model" in " ".join(result.output.replace("│", " ").split())

@@ -156,7 +156,12 @@ def evaluate_cmd(
 ) -> None:
     """Measure a world target on held-out samples."""
     from .evaluate import evaluate
+    from .models import trained_path
 
+    try:
+        trained_path(target)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--target") from None
     torch.set_num_threads(threads)
     result = evaluate(target, n=n, seed=seed, batch=batch)
     table = Table(title=f"{target} (split eval, seed {seed}, n {n})")

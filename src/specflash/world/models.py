@@ -46,9 +46,17 @@ def family_for(path: Path) -> str:
     return {"llava": "llava", "qwen2_5_vl": "qwen", "llama": "text"}[model_type]
 
 
-def load(target: str | Path) -> tuple[PreTrainedModel, object, str]:
-    """(model in eval mode, processor, family) for a shipped name or a model directory."""
+def trained_path(target: str | Path) -> Path:
+    """resolve(target), or ValueError when no trained model is there (a run still training has none yet)."""
     path = resolve(target)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise ValueError(f"{path} holds no trained world model (config.json and model.safetensors)")
+    return path
+
+
+def load(target: str | Path) -> tuple[PreTrainedModel, object, str]:
+    """(model in eval mode, processor, family) for a shipped name or a trained model directory."""
+    path = trained_path(target)
     family = family_for(path)
     model = MODEL_CLASSES[family].from_pretrained(path, dtype=torch.float32).eval()
     return model, load_processor(path), family
