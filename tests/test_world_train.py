@@ -155,6 +155,16 @@ def test_world_train_rejects_bad_options(tmp_path, args, message):
     assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split())
 
 
+def test_a_logged_run_reports_its_progress_line_by_line(tmp_path):
+    """Written to a file rather than a terminal, rich draws its bars only once, at the end: the warm-up
+    and each checkpoint still leave a line, so a log shows how a run of hours is going."""
+    args = ["--target", "world-llava-tiny", "--vision-steps", "2", "--steps", "2", "--batch", "2"]
+    result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), "--save-every", "1", *args])
+    assert result.exit_code == 0, result.output
+    lines = [line.split("  loss")[0] for line in result.output.splitlines() if "  loss " in line]
+    assert lines == ["vision warm-up 1/2", "vision warm-up 2/2", "step 1/2", "step 2/2"]
+
+
 def test_warm_up_labels_every_token_with_its_cell():
     from specflash.world.scenes import KINDS, Scene, WorldObject
     from specflash.world.vision_warmup import TOKEN_GRID, token_labels

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
 
@@ -207,6 +207,18 @@ def set_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> 
         group["lr"] = cfg.lr * group["scale"] * warmup_cosine(step, cfg.steps, cfg.warmup)
 
 
+def _log(progress: Progress, line: str) -> None:
+    """A plain line above the bars: a log file (where rich draws the bars only once, at the end) still
+    shows how a run of hours is going."""
+    progress.console.print(line, highlight=False)
+
+
+def _on_warmup_step(progress: Progress, task: TaskID, step: int, steps: int, loss: float, every: int) -> None:
+    progress.update(task, advance=1, loss=f"{loss:.3f}")
+    if (step + 1) % every == 0 or step + 1 == steps:
+        _log(progress, f"vision warm-up {step + 1}/{steps}  loss {loss:.3f}")
+
+
 def _vision_steps(family: str, cfg: TrainConfig) -> int:
     if family == "text":
         return 0  # no vision side to warm up
@@ -265,7 +277,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
                 processor.image_processor,
                 cfg.seed,
                 vision_steps,
-                on_step=lambda _, loss: progress.update(warm, advance=1, loss=f"{loss:.3f}"),
+                on_step=lambda step, loss: _on_warmup_step(progress, warm, step, vision_steps, loss, cfg.save_every),
             )
             state["vision_loss"] = warm_result["loss"]
             state["vision_token_kind_accuracy"] = warm_result["token_kind_accuracy"]
@@ -302,6 +314,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             progress.update(bar, advance=1, loss=f"{ema:.3f}")
             if state["step"] % cfg.save_every == 0 or state["step"] == cfg.steps:
                 _save_checkpoint(model, optimizer, ckpt, state)
+                minutes = state["elapsed_s"] / 60
+                _log(progress, f"step {state['step']}/{cfg.steps}  loss {ema:.3f}  {minutes:.1f} min  checkpoint saved")
     model.save_pretrained(out)
     (out / "training_state.json").write_text(json.dumps(state, indent=2))
     return state
