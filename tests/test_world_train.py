@@ -57,6 +57,27 @@ def test_image_target_resume_is_exact(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_warm_up_only_run_goes_on_with_any_stage_2_options(tmp_path):
+    """--steps 0 keeps the warm-up, which a later run in the same directory goes on from with another
+    mix, loss weight and batch, ending exactly where one run with those options ends; after a stage-2
+    step those options are fixed."""
+    torch.set_num_threads(1)
+    common = {"name": "world-llava-tiny", "vision_steps": 2, "save_every": 1}
+    stage_2 = {"steps": 1, "batch": 2, "mix": {"caption": 0.5, "drill": 0.5}, "lookup_loss_weight": 0.5}
+    train(TrainConfig(out=str(tmp_path / "whole"), **common, **stage_2))
+    warm = train(TrainConfig(out=str(tmp_path / "warm"), **common, steps=0))
+    assert warm["step"] == 0 and warm["loss"] is None and "vision_loss" in warm
+    state = train(TrainConfig(out=str(tmp_path / "warm"), **common, **stage_2))
+    assert state["config"]["mix"] == stage_2["mix"] and state["config"]["lookup_loss_weight"] == 0.5
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "warm" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ResumeMismatch, match="mix="):
+        train(TrainConfig(out=str(tmp_path / "warm"), **common, **{**stage_2, "steps": 2, "mix": {"instruct": 1.0}}))
+    with pytest.raises(ResumeMismatch, match="seed=0"):
+        _resumed_config(warm["config"], TrainConfig(name="world-llava-tiny", out=str(tmp_path), seed=1), tmp_path, 0)
+
+
 def test_vision_side_gets_the_scaled_rate(tmp_path):
     cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path), vision_lr_scale=0.25)
     model = new_model(cfg.name, "tiny", tmp_path, 0)
@@ -108,7 +129,7 @@ def test_a_run_records_the_lookup_weight_it_trained_with(tmp_path):
     cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path), **common)
     assert train(cfg)["config"]["lookup_loss_weight"] == 0.0
     saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
-    resumed = _resumed_config({**saved, "lookup_loss_weight": 1.0}, replace(cfg, mix=None), tmp_path)
+    resumed = _resumed_config({**saved, "lookup_loss_weight": 1.0}, replace(cfg, mix=None), tmp_path, 1)
     assert resumed.lookup_loss_weight == 1.0  # without a weight, a resumed run keeps its own
 
 
@@ -148,6 +169,8 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--mix", "caption=1", "--lookup-loss-weight", "1"], "pair-drill to the mix"),
         (["--target", "world-qwen-tiny", "--mix", "caption=1", "--change-loss-weight", "1"], "add video to the mix"),
         (["--target", "world-qwen-tiny", "--change-loss-weight", "inf"], "must be finite and >= 0"),
+        (["--target", "world-llava-tiny", "--steps", "0", "--ship"], "nothing to ship"),
+        (["--target", "world-llava-tiny", "--steps", "-1"], "greater than or equal to 0"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):
@@ -222,10 +245,10 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path):
 def test_a_checkpoint_from_before_the_extra_losses_was_trained_without_them(tmp_path):
     saved = {"name": "world-llava-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}  # no loss weights
     cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path))
-    resumed = _resumed_config(saved, cfg, tmp_path)
+    resumed = _resumed_config(saved, cfg, tmp_path, 1)
     assert resumed.mix == TASK_MIX["llava"] and resumed.lookup_loss_weight == 0.0
     with pytest.raises(ResumeMismatch, match="lookup_loss_weight=0.0"):
-        _resumed_config(saved, replace(cfg, lookup_loss_weight=1.0), tmp_path)
+        _resumed_config(saved, replace(cfg, lookup_loss_weight=1.0), tmp_path, 1)
 
 
 @pytest.mark.parametrize("weight", [float("nan"), float("inf"), -1.0])

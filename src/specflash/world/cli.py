@@ -70,7 +70,12 @@ def train(
     target: str = typer.Option(..., help=f"One of {', '.join(FAMILIES)}."),
     out: Path = typer.Option(None, help="Output directory (default: world-models/<target>)."),
     size: str = typer.Option("tiny", help=f"Recipe size: {', '.join(SIZES)}."),
-    steps: int = typer.Option(None, help="Optimizer steps (default: the recipe's)."),
+    steps: int = typer.Option(
+        None,
+        min=0,
+        help="Stage-2 optimizer steps (default: the recipe's). 0 stops after the vision warm-up; a later run"
+        " in the same --out goes on from there with any stage-2 options (--mix, loss weights, --batch).",
+    ),
     vision_steps: int = typer.Option(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
     ),
@@ -106,6 +111,10 @@ def train(
 
     if target not in FAMILIES:
         raise typer.BadParameter(f"unknown world model {target!r}; known: {', '.join(FAMILIES)}", param_hint="--target")
+    if ship and steps == 0:
+        raise typer.BadParameter(
+            "--steps 0 stops after the vision warm-up: there is nothing to ship", param_hint="--ship"
+        )
     torch.set_num_threads(threads)
     try:
         device = str(resolve_device(device))
@@ -124,7 +133,7 @@ def train(
         name=target,
         out=str(out),
         size=size,
-        steps=steps or DEFAULT_STEPS[target],
+        steps=DEFAULT_STEPS[target] if steps is None else steps,
         batch=batch,
         lr=lr,
         seed=seed,
@@ -138,9 +147,8 @@ def train(
     except ResumeMismatch as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    console.print(
-        f"trained {target}: {state['step']} steps, loss {state['loss']:.3f}, {state['elapsed_s'] / 60:.1f} min"
-    )
+    loss = "-" if state["loss"] is None else f"{state['loss']:.3f}"
+    console.print(f"trained {target}: {state['step']} steps, loss {loss}, {state['elapsed_s'] / 60:.1f} min")
     if ship:
         console.print(f"shipped to {ship_model(out, target)}")
 

@@ -128,12 +128,15 @@ class ResumeMismatch(ValueError):
 
 # What fixes the data stream and model: a resumed run must keep them (steps, rates and device may change).
 STREAM_FIELDS = ("name", "size", "seed", "batch", "mix", "change_loss_weight", "lookup_loss_weight")
+# Before the first stage-2 step only the warm-up has run, which these alone fix (the warm-up has its own
+# batch and optimizer, and the extra losses start after it).
+WARMUP_FIELDS = ("name", "size", "seed")
 
 
-def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path) -> TrainConfig:
+def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path, step: int) -> TrainConfig:
     """cfg with the mix resolved (without --mix, the mix the run started with); refuses options that
-    would change the data stream or the model of the checkpoint. Without --mix or a lookup weight, the
-    run keeps its own."""
+    would change the data stream or the model of a checkpoint at stage-2 step `step` (at step 0, the
+    stage-2 options are free). Without --mix or a lookup weight, the run keeps its own."""
     # a checkpoint from before the extra losses existed was trained without them
     saved = {"change_loss_weight": 0.0, "lookup_loss_weight": 0.0, **saved}
     saved = {**saved, "mix": task_mix(saved["name"], saved.get("mix"))}
@@ -142,7 +145,7 @@ def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path) -> TrainConfig:
         mix=task_mix(cfg.name, cfg.mix if cfg.mix is not None else saved["mix"]),
         lookup_loss_weight=saved["lookup_loss_weight"] if cfg.lookup_loss_weight is None else cfg.lookup_loss_weight,
     )
-    changed = [f for f in STREAM_FIELDS if saved[f] != getattr(cfg, f)]
+    changed = [f for f in (STREAM_FIELDS if step else WARMUP_FIELDS) if saved[f] != getattr(cfg, f)]
     if changed:
         was = ", ".join(f"{f}={saved[f]!r}" for f in changed)
         raise ResumeMismatch(f"{ckpt} was trained with {was}; pass the same options, or --no-resume to start over")
@@ -246,7 +249,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
-        cfg = _resumed_config(json.loads((ckpt / "state.json").read_text())["config"], cfg, ckpt)
+        saved = json.loads((ckpt / "state.json").read_text())
+        cfg = _resumed_config(saved["config"], cfg, ckpt, saved["step"])
         model, optimizer, state = _load_checkpoint(family, ckpt, cfg)
         state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
