@@ -239,7 +239,7 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
                 "exp_avg_sq": moments[f"{i}.exp_avg_sq"].to(p.device),
                 "step": moments[f"{i}.step"].reshape(()),
             }
-    return model, optimizer, json.loads((ckpt / "state.json").read_text())
+    return model, optimizer
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> dict:
@@ -249,9 +249,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     if resume and (ckpt / "state.json").exists():
-        saved = json.loads((ckpt / "state.json").read_text())
-        cfg = _resumed_config(saved["config"], cfg, ckpt, saved["step"])
-        model, optimizer, state = _load_checkpoint(family, ckpt, cfg)
+        state = json.loads((ckpt / "state.json").read_text())
+        cfg = _resumed_config(state["config"], cfg, ckpt, state["step"])
+        model, optimizer = _load_checkpoint(family, ckpt, cfg)
         state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
         mix = task_mix(cfg.name, cfg.mix)
