@@ -1,15 +1,20 @@
 """The image targets' lookup loss: a question's names find their objects, the answer fetches the names."""
 
+import math
+
 import pytest
 import torch
+from transformers import AutoModelForImageTextToText
 
 from specflash.world.lookup_attention import (
     FETCH_HEAD,
     FETCH_LAYER,
     FIND_LAYER,
     Lookup,
+    QueriesAndKeys,
     lookup_loss,
     lookup_targets,
+    use_lookup_attention,
 )
 from specflash.world.models import shipped_path
 from specflash.world.parse import NAME_TO_KIND, words
@@ -100,22 +105,52 @@ def test_captions_videos_and_text_get_no_target(name, task):
     assert _targets(name, samples)[-1] == []
 
 
+def _layers(batch: int, heads: int, positions: int) -> tuple[QueriesAndKeys, ...]:
+    """Layers whose every query attends uniformly: queries of zeros, keys that say which position they are."""
+    keys = torch.eye(positions).expand(batch, heads // 2, positions, positions)  # two heads share a key head
+    mask = torch.zeros(batch, 1, positions, positions)
+    return tuple(QueriesAndKeys(torch.zeros(batch, heads, positions, positions), keys, mask, 1.0) for _ in range(4))
+
+
 def test_loss_is_low_when_each_head_looks_at_its_keys():
-    layers = tuple(torch.full((2, 4, 6, 6), 1 / 6) for _ in range(4))
+    layers = _layers(2, 4, 6)
     targets = [
         Lookup(0, 1, 1, torch.tensor([3]), torch.tensor([1])),
         Lookup(1, 0, 0, torch.tensor([4, 5]), torch.tensor([1, 2])),
     ]
     spread = lookup_loss(layers, targets)
-    layers[0][1, 1, 3] = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
-    layers[1][0, 0, 4:] = torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0, 0.0])
+    assert spread.item() == pytest.approx((math.log(6) + 2 * math.log(3)) / 3)
+    layers[0].query[1, 1, 3, 1] = 50.0  # position 3 of head 1 now looks at key 1 only
+    layers[1].query[0, 0, 4:, 1:3] = 50.0  # positions 4 and 5 of head 0 at keys 1 and 2
     assert lookup_loss(layers, targets).item() < 1e-5 < spread.item()
     assert lookup_loss(layers, []).item() == 0
 
 
+def test_the_mask_hides_keys_from_a_query():
+    layers = _layers(1, 4, 6)
+    layers[0].mask[0, 0, 3, 4:] = torch.finfo(torch.float32).min  # position 3 sees keys 0-3 only
+    assert lookup_loss(layers, [Lookup(0, 0, 0, torch.tensor([3]), torch.tensor([1]))]).item() == pytest.approx(
+        math.log(4)
+    )
+
+
+@pytest.mark.parametrize("name", list(IMAGE_TOKEN))
+def test_the_loss_reads_the_attention_weights_eager_attention_returns(name):
+    samples = make_samples("drill", "train", 2, seed=0) + make_samples("instruct", "train", 2, seed=0)
+    inputs, _, _, targets = _targets(name, samples)
+    model = AutoModelForImageTextToText.from_pretrained(shipped_path(name), attn_implementation="eager")
+    inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    with torch.no_grad():
+        weights = model(**inputs, output_attentions=True).attentions
+        use_lookup_attention(model)
+        loss = lookup_loss(model(**inputs, output_attentions=True).attentions, targets)
+    masses = [weights[t.layer][t.row, t.head][t.queries][:, t.keys].sum(-1) for t in targets]
+    assert loss.item() == pytest.approx(-torch.log(torch.cat(masses)).mean().item(), rel=1e-5)
+
+
 def test_loss_explains_what_it_cannot_read():
-    layers = tuple(torch.full((1, 2, 6, 6), 1 / 6) for _ in range(4))
+    layers = _layers(1, 2, 6)
     with pytest.raises(ValueError, match="no head 3 in layer 0"):
         lookup_loss(layers, [Lookup(0, 3, 0, torch.tensor([3]), torch.tensor([1]))])
-    with pytest.raises(ValueError, match="eager attention"):
+    with pytest.raises(ValueError, match="use_lookup_attention"):
         lookup_loss((None,) * 4, [])

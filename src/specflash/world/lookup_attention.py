@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import AttentionInterface, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from .parse import NAME_TO_KIND
 from .processing import one_token_ids
@@ -31,6 +33,27 @@ from .vision_warmup import TOKEN_GRID, cells_of_tokens
 
 # the find hop uses head i for image i (the targets have 4 heads per layer, prompts at most 2 images)
 FIND_LAYER, FETCH_LAYER, FETCH_HEAD = 0, 1, 0
+LOOKUP_ATTENTION = "specflash_lookup"
+
+
+class QueriesAndKeys(NamedTuple):
+    """What one language layer's attention weights come from. The loss computes the few rows of weights
+    it reads from these; the whole [batch, heads, positions, positions] weights of eager attention cost
+    about a fifth of a training step."""
+
+    query: torch.Tensor  # [batch, heads, positions, head_dim], position encoding applied
+    key: torch.Tensor  # [batch, key_heads, positions, head_dim]
+    mask: torch.Tensor  # additive, [batch, 1, positions, positions]
+    scaling: float
+
+
+def _lookup_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """sdpa attention that also returns, where transformers returns attention weights, what they come
+    from (registered as LOOKUP_ATTENTION by use_lookup_attention)."""
+    kwargs.pop("output_attentions", None)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    return output, QueriesAndKeys(query, key, attention_mask, scaling)
 
 
 class Lookup(NamedTuple):
@@ -122,21 +145,45 @@ def lookup_targets(
     return targets
 
 
-def lookup_loss(attentions: tuple[torch.Tensor, ...], targets: list[Lookup]) -> torch.Tensor:
+def use_lookup_attention(model: PreTrainedModel) -> None:
+    """Run `model`'s language model with LOOKUP_ATTENTION, so that a forward pass with
+    `output_attentions=True` returns each layer's QueriesAndKeys for lookup_loss."""
+    AttentionInterface.register(LOOKUP_ATTENTION, _lookup_attention)
+    AttentionMaskInterface.register(LOOKUP_ATTENTION, eager_mask)  # additive, never skipped
+    model.set_attn_implementation({"text_config": LOOKUP_ATTENTION})
+
+
+def lookup_loss(layers: tuple[QueriesAndKeys, ...], targets: list[Lookup]) -> torch.Tensor:
     """Mean negative log of the attention mass each target's head puts on its keys, over every targeted
     query; zero when the batch has none."""
-    if not attentions or attentions[0] is None:
-        raise ValueError("the lookup loss needs attention weights: run the language model with eager attention")
+    if not layers or not isinstance(layers[0], QueriesAndKeys):
+        raise ValueError(
+            "the lookup loss needs each layer's queries and keys: run the model after use_lookup_attention()"
+        )
     if not targets:
-        return attentions[0].new_zeros(())
+        return layers[0].query.new_zeros(())
+    heads, kv_heads = layers[0].query.shape[1], layers[0].key.shape[1]
+    # each row's and head's slices are taken out once: indexing the whole tensors per target made every
+    # target's backward fill a zero gradient of their whole size
+    slices: dict[int, tuple] = {}
     losses = []
     for layer, head, row, queries, keys in targets:
-        if layer >= len(attentions) or head >= attentions[layer].shape[1]:
+        if layer >= len(layers) or head >= heads:
             raise ValueError(
-                f"no head {head} in layer {layer}: the model has {len(attentions)} layers of "
-                f"{attentions[0].shape[1]} heads (the find hop needs a head per image)"
+                f"no head {head} in layer {layer}: the model has {len(layers)} layers of {heads} heads "
+                "(the find hop needs a head per image)"
             )
-        weights = attentions[layer][row, head]  # [queries, keys]
-        mass = weights[queries.to(weights.device)][:, keys.to(weights.device)].sum(-1)
-        losses.append(-torch.log(mass.clamp_min(1e-6)))
+        if layer not in slices:
+            qk = layers[layer]
+            slices[layer] = (
+                [q.unbind(0) for q in qk.query.unbind(0)],
+                [k.unbind(0) for k in qk.key.unbind(0)],
+                qk.mask.unbind(0),
+                qk.scaling,
+            )
+        query, key, mask, scaling = slices[layer]
+        k = key[row][head // (heads // kv_heads)]  # grouped-query attention: heads share a key head
+        q_at = queries.to(k.device)
+        scores = query[row][head][q_at] @ k.T * scaling + mask[row][0, q_at, : len(k)]
+        losses.append(scores.logsumexp(-1) - scores[:, keys.to(k.device)].logsumexp(-1))
     return torch.cat(losses).mean()

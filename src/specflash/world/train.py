@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from ..schedule import warmup_cosine
 from .build import MODEL_CLASSES, family_of, new_model
-from .lookup_attention import lookup_loss, lookup_targets
+from .lookup_attention import lookup_loss, lookup_targets, use_lookup_attention
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import Sample, make_sample
 from .video_changes import change_labels, change_loss
@@ -291,10 +291,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             state["elapsed_s"] += time.perf_counter() - t0
             _save_checkpoint(model, optimizer, ckpt, state)
         if cfg.lookup_loss_weight > 0:
-            # the lookup loss reads the language model's attention weights, which only eager attention
-            # returns (set after the warm-up, so that the warm-up is the same with and without it; the
-            # vision side keeps its faster attention)
-            model.set_attn_implementation({"text_config": "eager"})
+            # the lookup loss reads the language model's attention from its queries and keys (set after
+            # the warm-up, so that the warm-up is the same with and without it)
+            use_lookup_attention(model)
             # output_attentions reaches the vision tower too, whose sdpa attention would warn that it has
             # no weights to return: only the language model's are read
             hf_logging.get_logger("transformers.integrations.sdpa_attention").setLevel(hf_logging.ERROR)
