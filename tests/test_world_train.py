@@ -114,11 +114,12 @@ def test_a_step_trains_with_each_extra_loss(tmp_path, name, task, extra):
     assert state["step"] == 1 and state["loss"] > plain["loss"] + 0.1
 
 
-def test_the_recipe_has_the_lookup_loss_on_for_llava_questions_only():
+def test_the_recipe_has_the_lookup_loss_on_for_image_questions_only():
     assert default_lookup_loss_weight("world-llava-tiny", None) == 1.0
     assert default_lookup_loss_weight("world-llava-tiny", {"caption": 0.5, "drill": 0.5}) == 1.0
     assert default_lookup_loss_weight("world-llava-tiny", {"caption": 1.0}) == 0.0  # nothing to look up
-    assert default_lookup_loss_weight("world-qwen-tiny", None) == 0.0
+    assert default_lookup_loss_weight("world-qwen-tiny", None) == 1.0
+    assert default_lookup_loss_weight("world-qwen-tiny", {"caption": 0.5, "video": 0.5}) == 0.0
     assert default_lookup_loss_weight("world-text-tiny", None) == 0.0
     check_losses("world-llava-tiny", 0.0, None, {"caption": 1.0})  # the default fits a caption-only mix
 

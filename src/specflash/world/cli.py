@@ -100,7 +100,7 @@ def train(
         None,
         min=0.0,
         help="Image targets: weight of the lookup loss (docs/world.md); 0 is off. Default: the recipe's "
-        "(1 for world-llava-tiny when the mix has instruct or a drill of images, else 0), or a resumed run's own.",
+        "(1 for the image targets when the mix has instruct or a drill of images, else 0), or a resumed run's own.",
     ),
     ship: bool = typer.Option(False, help="Copy the result into the package's shipped models."),
 ) -> None:
