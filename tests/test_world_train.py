@@ -231,12 +231,16 @@ def test_qwen_warm_up_trains_on_frame_pairs(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in model.model.visual.state_dict().items())
 
 
-def test_a_resumed_run_keeps_its_data_stream(tmp_path):
+def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
     torch.set_num_threads(1)
     mix = {"text": 0.5, "text-drill": 0.5}
     train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=1, batch=2, mix=mix))
+    assert "resumed" not in capsys.readouterr().out
     resumed = train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=2, batch=2))
     assert resumed["step"] == 2 and resumed["config"]["mix"] == mix  # no mix given: the run's own
+    # and says which options it goes on with
+    out = capsys.readouterr().out
+    assert "at step 1/2: --mix text=0.5,text-drill=0.5 --lookup-loss-weight 0 --change-loss-weight 0" in out
     with pytest.raises(ResumeMismatch, match="batch=2"):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
     with pytest.raises(ResumeMismatch, match="mix="):

@@ -215,13 +215,20 @@ def set_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> 
 def _log(progress: Progress, line: str) -> None:
     """A plain line above the bars: a log file (where rich draws the bars only once, at the end) still
     shows how a run of hours is going."""
-    progress.console.print(line, highlight=False)
+    progress.console.print(line, highlight=False, soft_wrap=True)
 
 
 def _on_warmup_step(progress: Progress, task: TaskID, step: int, steps: int, loss: float, every: int) -> None:
     progress.update(task, advance=1, loss=f"{loss:.3f}")
     if (step + 1) % every == 0 or step + 1 == steps:
         _log(progress, f"vision warm-up {step + 1}/{steps}  loss {loss:.3f}")
+
+
+def _stage_2_options(cfg: TrainConfig) -> str:
+    assert cfg.mix is not None
+    mix = ",".join(f"{task}={share:g}" for task, share in cfg.mix.items())
+    weights = f"--lookup-loss-weight {cfg.lookup_loss_weight:g} --change-loss-weight {cfg.change_loss_weight:g}"
+    return f"--mix {mix} {weights}"
 
 
 def _vision_steps(family: str, cfg: TrainConfig) -> int:
@@ -250,7 +257,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     # a resumed run without a mix keeps its own, which was checked when it started
     check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
-    if resume and (ckpt / "state.json").exists():
+    resumed = resume and (ckpt / "state.json").exists()
+    if resumed:
         state = json.loads((ckpt / "state.json").read_text())
         cfg = _resumed_config(state["config"], cfg, ckpt, state["step"])
         model, optimizer = _load_checkpoint(family, ckpt, cfg)
@@ -273,6 +281,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         TimeRemainingColumn(),
     )
     with Progress(*columns) as progress:
+        if resumed:
+            # a run resumed without stage-2 options keeps its own, which may not be today's recipe
+            _log(progress, f"resumed {ckpt} at step {state['step']}/{cfg.steps}: {_stage_2_options(cfg)}")
         vision_steps = _vision_steps(family, cfg)
         if "vision_loss" not in state and vision_steps:
             t0 = time.perf_counter()
