@@ -16,6 +16,7 @@ from specflash.world.train import (
     TrainConfig,
     _optimizer,
     _resumed_config,
+    _stage_2_options,
     check_losses,
     default_lookup_loss_weight,
     set_rates,
@@ -235,12 +236,17 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
     torch.set_num_threads(1)
     mix = {"text": 0.5, "text-drill": 0.5}
     train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=1, batch=2, mix=mix))
-    assert "resumed" not in capsys.readouterr().out
+    assert f"resumed {tmp_path}" not in capsys.readouterr().out
     resumed = train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=2, batch=2))
     assert resumed["step"] == 2 and resumed["config"]["mix"] == mix  # no mix given: the run's own
     # and says which options it goes on with
     out = capsys.readouterr().out
-    assert "at step 1/2: --mix text=0.5,text-drill=0.5 --lookup-loss-weight 0 --change-loss-weight 0" in out
+    options = "--mix text=0.5,text-drill=0.5 --batch 2 --lookup-loss-weight 0 --change-loss-weight 0"
+    assert f"resumed {tmp_path / 'checkpoint'} at step 1/2: {options}" in out
+    image_run = TrainConfig(
+        name="world-qwen-tiny", out="", mix={"drill": 1.0}, lookup_loss_weight=1, change_loss_weight=0.5
+    )
+    assert _stage_2_options(image_run).endswith("--batch 16 --lookup-loss-weight 1 --change-loss-weight 0.5")
     with pytest.raises(ResumeMismatch, match="batch=2"):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
     with pytest.raises(ResumeMismatch, match="mix="):

@@ -215,7 +215,7 @@ def set_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> 
 def _log(progress: Progress, line: str) -> None:
     """A plain line above the bars: a log file (where rich draws the bars only once, at the end) still
     shows how a run of hours is going."""
-    progress.console.print(line, highlight=False, soft_wrap=True)
+    progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _on_warmup_step(progress: Progress, task: TaskID, step: int, steps: int, loss: float, every: int) -> None:
@@ -228,7 +228,7 @@ def _stage_2_options(cfg: TrainConfig) -> str:
     assert cfg.mix is not None
     mix = ",".join(f"{task}={share:g}" for task, share in cfg.mix.items())
     weights = f"--lookup-loss-weight {cfg.lookup_loss_weight:g} --change-loss-weight {cfg.change_loss_weight:g}"
-    return f"--mix {mix} {weights}"
+    return f"--mix {mix} --batch {cfg.batch} {weights}"
 
 
 def _vision_steps(family: str, cfg: TrainConfig) -> int:
