@@ -118,16 +118,27 @@ def save_processor(family: str, tok: PreTrainedTokenizerFast, out: Path) -> None
         _save_qwen_processor(tok, out)
 
 
-def new_model(name: str, size: str, out: Path, seed: int) -> PreTrainedModel:
-    """Write tokenizer, processor and generation config to `out`; return freshly initialised weights."""
+def write_model_files(name: str, out: Path) -> None:
+    """Write the tokenizer (trained on world text), processor and generation config of `name` to `out`."""
     family = family_of(name)
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer()
     save_processor(family, tok, out)
     ids = token_ids(tok)
-    torch.manual_seed(seed)
-    model = MODEL_CLASSES[family](model_config(family, size, len(tok), ids))
     GenerationConfig(
         eos_token_id=ids["eos"], pad_token_id=ids["pad"], do_sample=False, max_new_tokens=256
     ).save_pretrained(out)
-    return model
+
+
+def init_model(name: str, size: str, out: Path, seed: int) -> PreTrainedModel:
+    """Freshly initialised weights of `name` for the tokenizer that write_model_files put in `out`."""
+    family = family_of(name)
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+    torch.manual_seed(seed)
+    return MODEL_CLASSES[family](model_config(family, size, len(tok), token_ids(tok)))
+
+
+def new_model(name: str, size: str, out: Path, seed: int) -> PreTrainedModel:
+    """Write tokenizer, processor and generation config to `out`; return freshly initialised weights."""
+    write_model_files(name, out)
+    return init_model(name, size, out, seed)

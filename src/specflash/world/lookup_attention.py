@@ -153,9 +153,17 @@ def use_lookup_attention(model: PreTrainedModel) -> None:
     model.set_attn_implementation({"text_config": LOOKUP_ATTENTION})
 
 
-def lookup_loss(layers: tuple[QueriesAndKeys, ...], targets: list[Lookup]) -> torch.Tensor:
+def targeted_queries(targets: list[Lookup]) -> int:
+    """How many query positions the targets teach: what lookup_loss averages over."""
+    return sum(len(t.queries) for t in targets)
+
+
+def lookup_loss(
+    layers: tuple[QueriesAndKeys, ...], targets: list[Lookup], total: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean negative log of the attention mass each target's head puts on its keys, over every targeted
-    query; zero when the batch has none."""
+    query; zero when the batch has none. With `total` the sum is divided by it instead: a process of a
+    data-parallel run passes the whole batch's targeted_queries."""
     if not layers or not isinstance(layers[0], QueriesAndKeys):
         raise ValueError(
             "the lookup loss needs each layer's queries and keys: run the model after use_lookup_attention()"
@@ -186,4 +194,5 @@ def lookup_loss(layers: tuple[QueriesAndKeys, ...], targets: list[Lookup]) -> to
         q_at = queries.to(k.device)
         scores = query[row][head][q_at] @ k.T * scaling + mask[row][0, q_at, : len(k)]
         losses.append(scores.logsumexp(-1) - scores[:, keys.to(k.device)].logsumexp(-1))
-    return torch.cat(losses).mean()
+    losses = torch.cat(losses)
+    return losses.mean() if total is None else losses.sum() / total

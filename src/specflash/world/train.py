@@ -9,6 +9,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
 
 from ..schedule import warmup_cosine
-from .build import MODEL_CLASSES, family_of, new_model
-from .lookup_attention import lookup_loss, lookup_targets, use_lookup_attention
+from .build import MODEL_CLASSES, family_of, init_model, write_model_files
+from .data_parallel import SINGLE, Group, run_parallel
+from .lookup_attention import lookup_loss, lookup_targets, targeted_queries, use_lookup_attention
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import Sample, make_sample
 from .video_changes import change_labels, change_loss
@@ -154,33 +156,43 @@ def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path, step: int) -> Tra
     return cfg
 
 
-def _batch(processor, cfg: TrainConfig, start: int) -> tuple[dict[str, torch.Tensor], list[Sample]]:
-    """The samples from `start` on and their inputs; cfg.mix is resolved by train() before the first step."""
+def _batch(processor, cfg: TrainConfig, indices: Sequence[int]) -> tuple[dict[str, torch.Tensor], list[Sample]]:
+    """The samples at `indices` and their inputs; cfg.mix is resolved by train() before the first step."""
     assert cfg.mix is not None
-    indices = range(start, start + cfg.batch)
     samples = [make_sample(_task_for(cfg.mix, cfg.seed, i), "train", cfg.seed, i) for i in indices]
     inputs = encode(processor, [s.messages for s in samples], [s.images for s in samples], [s.video for s in samples])
     inputs["labels"] = assistant_labels(inputs["input_ids"], tokenizer_of(processor))
     return {name: value.to(cfg.device) for name, value in inputs.items()}, samples
 
 
-def _loss(model, processor, cfg: TrainConfig, start: int) -> torch.Tensor:
-    """The batch's answer loss, plus the weighted change loss (video_changes.py) and lookup loss
-    (lookup_attention.py) where they are on."""
-    batch, samples = _batch(processor, cfg, start)
+def _loss(model, processor, cfg: TrainConfig, start: int, group: Group = SINGLE) -> torch.Tensor:
+    """The answer loss of the batch from sample `start` on, plus the weighted change loss
+    (video_changes.py) and lookup loss (lookup_attention.py) where they are on. A process of a
+    data-parallel group computes its share, with every sum divided by the whole batch's count, so that
+    the processes' losses add up to the batch's."""
+    batch, samples = _batch(processor, cfg, group.share(range(start, start + cfg.batch)))
     # check_losses (in train) refused a loss that the run's samples have no inputs for
     changes, lookups = cfg.change_loss_weight > 0, cfg.lookup_loss_weight > 0
-    if not (changes or lookups):
-        return model(**batch).loss
-    out = model(**batch, output_hidden_states=changes, output_attentions=lookups)
+    tokenizer = tokenizer_of(processor)
+    if changes:
+        labels = change_labels(batch["input_ids"], samples, tokenizer, model.config.video_token_id)
+    if lookups:
+        targets = lookup_targets(batch["input_ids"], batch["labels"], samples, tokenizer, model.config.image_token_id)
+    answers = lookup_total = change_total = None  # None: each loss is the mean over this batch
+    if group.size > 1:
+        counts = [
+            (batch["labels"][:, 1:] != -100).sum().item(),  # the tokens the answer loss predicts
+            targeted_queries(targets) if lookups else 0,
+            (labels != -100).sum().item() if changes else 0,
+        ]
+        answers, lookup_total, change_total = group.total(torch.tensor(counts))
+    loss_options = {} if answers is None else {"num_items_in_batch": answers}
+    out = model(**batch, output_hidden_states=changes, output_attentions=lookups, **loss_options)
     loss = out.loss
     if changes:
-        labels = change_labels(batch["input_ids"], samples, tokenizer_of(processor), model.config.video_token_id)
-        loss = loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, labels)
+        loss = loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, labels, change_total)
     if lookups:
-        tokenizer, image_token_id = tokenizer_of(processor), model.config.image_token_id
-        targets = lookup_targets(batch["input_ids"], batch["labels"], samples, tokenizer, image_token_id)
-        loss = loss + cfg.lookup_loss_weight * lookup_loss(out.attentions, targets)
+        loss = loss + cfg.lookup_loss_weight * lookup_loss(out.attentions, targets, lookup_total)
     return loss
 
 
@@ -214,8 +226,9 @@ def set_rates(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> 
 
 def _log(progress: Progress, line: str) -> None:
     """A plain line above the bars: a log file (where rich draws the bars only once, at the end) still
-    shows how a run of hours is going."""
-    progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
+    shows how a run of hours is going. Silent in the processes that draw no bars."""
+    if not progress.disable:
+        progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _on_warmup_step(progress: Progress, task: TaskID, step: int, steps: int, loss: float, every: int) -> None:
@@ -251,25 +264,48 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
     return model, optimizer
 
 
-def train(cfg: TrainConfig, resume: bool = True) -> dict:
-    """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint). Returns the state."""
-    family = family_of(cfg.name)
+def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
+    """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint) in `processes`
+    data-parallel processes (CPU only; each with this process's torch thread count). Returns the state."""
+    family_of(cfg.name)
     # a resumed run without a mix keeps its own, which was checked when it started
     check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
+    check_processes(processes, cfg.batch, cfg.device)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     resumed = resume and (ckpt / "state.json").exists()
     if resumed:
         state = json.loads((ckpt / "state.json").read_text())
         cfg = _resumed_config(state["config"], cfg, ckpt, state["step"])
-        model, optimizer = _load_checkpoint(family, ckpt, cfg)
         state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
         mix = task_mix(cfg.name, cfg.mix)
         lookup = default_lookup_loss_weight(cfg.name, mix) if cfg.lookup_loss_weight is None else cfg.lookup_loss_weight
         cfg = replace(cfg, mix=mix, lookup_loss_weight=lookup)
-        model = new_model(cfg.name, cfg.size, out, cfg.seed).to(cfg.device)
-        optimizer = _optimizer(model, family, cfg)
+        write_model_files(cfg.name, out)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
+    if processes == 1:
+        return _train(SINGLE, cfg, state, resumed)
+    run_parallel(_train, processes, torch.get_num_threads(), cfg, state, resumed)
+    return json.loads((out / "training_state.json").read_text())
+
+
+def check_processes(processes: int, batch: int, device: str) -> None:
+    """Refuse a process count that some process would have no samples at, or that is not on the CPU."""
+    if not 1 <= processes <= batch:
+        raise ValueError(f"--processes must be between 1 and the batch size ({batch}), got {processes}")
+    if processes > 1 and torch.device(device).type != "cpu":
+        raise ValueError(f"data-parallel training (--processes {processes}) runs on the CPU only, not {device}")
+
+
+def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
+    """One process's part of train(): all of it in a single process."""
+    family = family_of(cfg.name)
+    out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
+    if resumed:
+        model, optimizer = _load_checkpoint(family, ckpt, cfg)
+    else:
+        model = init_model(cfg.name, cfg.size, out, cfg.seed).to(cfg.device)
+        optimizer = _optimizer(model, family, cfg)
     processor = load_processor(out)
     model.train()
     columns = (
@@ -280,7 +316,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns) as progress:
+    # one process of a data-parallel group reports for all
+    with Progress(*columns, disable=not group.main) as progress:
         if resumed:
             # a run resumed without stage-2 options keeps its own, which may not be today's recipe
             _log(progress, f"resumed {ckpt} at step {state['step']}/{cfg.steps}: {_stage_2_options(cfg)}")
@@ -295,6 +332,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
                 cfg.seed,
                 vision_steps,
                 on_step=lambda step, loss: _on_warmup_step(progress, warm, step, vision_steps, loss, cfg.save_every),
+                group=group,
             )
             state["vision_loss"] = warm_result["loss"]
             state["vision_token_kind_accuracy"] = warm_result["token_kind_accuracy"]
@@ -302,7 +340,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             if "changed_token_accuracy" in warm_result:
                 state["vision_changed_token_accuracy"] = warm_result["changed_token_accuracy"]
             state["elapsed_s"] += time.perf_counter() - t0
-            _save_checkpoint(model, optimizer, ckpt, state)
+            if group.main:
+                _save_checkpoint(model, optimizer, ckpt, state)
         if cfg.lookup_loss_weight > 0:
             # the lookup loss reads the language model's attention from its queries and keys (set after
             # the warm-up, so that the warm-up is the same with and without it)
@@ -312,15 +351,17 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
             hf_logging.get_logger("transformers.integrations.sdpa_attention").setLevel(hf_logging.ERROR)
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
         ema = state["loss"]
+        parameters = list(model.parameters())
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
             set_rates(optimizer, cfg, state["step"])
-            loss = _loss(model, processor, cfg, state["next_index"])
+            loss = _loss(model, processor, cfg, state["next_index"], group)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss_value = group.sum_gradients(parameters, loss)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            ema = loss_value if ema is None else 0.98 * ema + 0.02 * loss_value
             state.update(
                 step=state["step"] + 1,
                 next_index=state["next_index"] + cfg.batch,
@@ -328,10 +369,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
                 elapsed_s=state["elapsed_s"] + time.perf_counter() - t0,
             )
             progress.update(bar, advance=1, loss=f"{ema:.3f}")
-            if state["step"] % cfg.save_every == 0 or state["step"] == cfg.steps:
+            if group.main and (state["step"] % cfg.save_every == 0 or state["step"] == cfg.steps):
                 _save_checkpoint(model, optimizer, ckpt, state)
                 minutes = state["elapsed_s"] / 60
                 _log(progress, f"step {state['step']}/{cfg.steps}  loss {ema:.3f}  {minutes:.1f} min  checkpoint saved")
-    model.save_pretrained(out)
-    (out / "training_state.json").write_text(json.dumps(state, indent=2))
+    if group.main:
+        model.save_pretrained(out)
+        (out / "training_state.json").write_text(json.dumps(state, indent=2))
     return state

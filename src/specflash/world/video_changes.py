@@ -83,12 +83,21 @@ def change_labels(
     return labels
 
 
-def change_loss(model: PreTrainedModel, hidden_states: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+def change_loss(
+    model: PreTrainedModel,
+    hidden_states: tuple[torch.Tensor, ...],
+    labels: torch.Tensor,
+    total: int | torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy of the change words, read by the model's own norm and output head after the first
-    half of its language layers (hidden_states[0] is the embeddings); zero when the batch has no video."""
+    half of its language layers (hidden_states[0] is the embeddings); zero when the batch has no video.
+    With `total` the summed cross-entropy is divided by it instead of averaged: a process of a
+    data-parallel run passes the whole batch's count of labelled tokens."""
     counted = labels != -100
     if not counted.any():
         return hidden_states[0].new_zeros(())
     states = hidden_states[(len(hidden_states) - 1) // 2][counted]
     logits = model.lm_head(model.model.language_model.norm(states))
-    return torch.nn.functional.cross_entropy(logits.float(), labels[counted])
+    if total is None:
+        return torch.nn.functional.cross_entropy(logits.float(), labels[counted])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[counted], reduction="sum") / total

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from transformers import BaseImageProcessor, PreTrainedModel
 
 from ..schedule import warmup_cosine
+from .data_parallel import SINGLE, Group
 from .processing import video_pixels
 from .render import render_scene
 from .scenes import COLORS, GRID, KINDS, SIZES, Scene, sample_scene
@@ -131,14 +132,14 @@ def _pair_logits_and_labels(model, head, change_head, image_processor, pairs):
     return head(tokens).split(HEADS, dim=-1), labels, change_head(tokens).split(CHANGE_HEADS, dim=-1), changes
 
 
-def _scenes(split: str, seed: int, start: int, count: int) -> list[Scene]:
-    return [sample_scene(random.Random(f"vision/{split}/{seed}/{i}")) for i in range(start, start + count)]
+def _scenes(split: str, seed: int, indices: Sequence[int]) -> list[Scene]:
+    return [sample_scene(random.Random(f"vision/{split}/{seed}/{i}")) for i in indices]
 
 
-def _pairs(split: str, seed: int, start: int, count: int) -> list[tuple[Scene, Event | None, Scene]]:
+def _pairs(split: str, seed: int, indices: Sequence[int]) -> list[tuple[Scene, Event | None, Scene]]:
     """Seeded frame pairs (before, event, after); a share of 1 - EVENT_SHARE are stills (no event)."""
     pairs = []
-    for i in range(start, start + count):
+    for i in indices:
         rng = random.Random(f"vision-pairs/{split}/{seed}/{i}")
         before = sample_scene(rng)
         after, event = apply_event(rng, before, 1) if rng.random() < EVENT_SHARE else (before, None)
@@ -160,12 +161,14 @@ def warmup_vision(
     lr: float = 3e-3,
     on_step: Callable[[int, float], None] | None = None,
     eval_scenes: int = 256,
+    group: Group = SINGLE,
 ) -> dict[str, float]:
     """Train the vision side for `steps` steps on seeded scenes (split train); the Qwen2.5-VL target
     alternates still images with frame pairs. Returns the last loss and, on `eval_scenes` held-out
     scenes and pairs (split eval), the head's kind accuracy over all tokens and over the tokens of
     occupied cells (most cells are empty), and for frame pairs the change head's accuracy over the
-    tokens of cells that changed."""
+    tokens of cells that changed. In a data-parallel group each process trains on its share of every
+    batch (every process evaluates all of the held-out scenes)."""
     device = next(model.parameters()).device
     head = nn.Linear(model.config.text_config.hidden_size, sum(HEADS)).to(device)
     params = vision_parameters(model, family) + list(head.parameters())
@@ -176,21 +179,24 @@ def warmup_vision(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     loss_value = float("nan")
     for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * warmup_cosine(step, steps, warmup=50)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr * warmup_cosine(step, steps, warmup=50)
+        indices = group.share(range(step * batch, (step + 1) * batch))
         if pairs and step % 2:
             logits, labels, change_logits, changes = _pair_logits_and_labels(
-                model, head, change_head, image_processor, _pairs("train", seed, step * batch, batch)
+                model, head, change_head, image_processor, _pairs("train", seed, indices)
             )
             loss = _cross_entropy(logits, labels) + _cross_entropy(change_logits, changes)
         else:
-            scenes = _scenes("train", seed, step * batch, batch)
+            scenes = _scenes("train", seed, indices)
             loss = _cross_entropy(*_logits_and_labels(model, family, head, image_processor, scenes))
+        if group.size > 1:
+            loss = loss * (len(indices) / batch)  # every image has as many tokens: the batch mean's share
         loss.backward()
+        loss_value = group.sum_gradients(params, loss)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()
         if on_step:
             on_step(step, loss_value)
     kinds, occupied_kinds, changed = _Accuracy(), _Accuracy(), _Accuracy()
@@ -198,11 +204,11 @@ def warmup_vision(
     with torch.no_grad():
         for start in range(0, eval_scenes, batch):
             count = min(batch, eval_scenes - start)
-            scenes = _scenes("eval", seed, start, count)
+            scenes = _scenes("eval", seed, range(start, start + count))
             outputs = [_logits_and_labels(model, family, head, image_processor, scenes)]
             if pairs:
                 *read, change_logits, changes = _pair_logits_and_labels(
-                    model, head, change_head, image_processor, _pairs("eval", seed, start, count)
+                    model, head, change_head, image_processor, _pairs("eval", seed, range(start, start + count))
                 )
                 outputs.append(read)
                 changed.add(change_logits[-1].argmax(-1) == changes[..., -1], changes[..., -1] > 0)

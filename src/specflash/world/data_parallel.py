@@ -1,0 +1,74 @@
+"""Data-parallel training over local CPU processes (torch.distributed with gloo).
+
+Every process builds and runs its share of each batch; the processes add up their gradients, so each
+takes the same optimizer step and the weights stay equal. The losses are normalised by the whole
+batch's counts, so the summed gradient is the one-process gradient of the same batch. On the 2-core
+development CPU two one-thread processes train faster than one two-thread process: much of a step of
+these tiny models is work that one process does on one core (docs/world.md)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place among `size` processes training one model together."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """The process that reports progress and writes checkpoints."""
+        return self.rank == 0
+
+    def share(self, indices: Sequence[int]) -> Sequence[int]:
+        """This process's part of a batch's sample indices."""
+        return indices[self.rank :: self.size]
+
+    def total(self, counts: torch.Tensor) -> torch.Tensor:
+        """counts summed over the processes."""
+        if self.size > 1:
+            dist.all_reduce(counts)
+        return counts
+
+    def sum_gradients(self, parameters: Sequence[nn.Parameter], loss: torch.Tensor) -> float:
+        """Replace each gradient by its sum over the processes (a parameter without one counts as zeros)
+        and return the loss summed over them, in one exchange."""
+        if self.size == 1:
+            return loss.item()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
+        flat = torch.cat([g.flatten() for g in grads] + [loss.detach().reshape(1).to(grads[0].dtype)])
+        dist.all_reduce(flat)
+        for p, g in zip(parameters, flat[:-1].split([p.numel() for p in parameters]), strict=True):
+            p.grad = g.view_as(p)
+        return flat[-1].item()
+
+
+SINGLE = Group()
+
+
+def _join(rank: int, size: int, rendezvous: str, threads: int, work: Callable, args: tuple) -> None:
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=size)
+    try:
+        work(Group(rank, size), *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_parallel(work: Callable, processes: int, threads: int, *args) -> None:
+    """Run work(group, *args) in `processes` new processes of `threads` torch threads each; an error in
+    one stops them all and is raised here."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rendezvous = str(Path(tmp) / "rendezvous")
+        mp.spawn(_join, args=(processes, rendezvous, threads, work, args), nprocs=processes)
