@@ -42,16 +42,22 @@ class Group:
         return counts
 
     def sum_gradients(self, parameters: Sequence[nn.Parameter], loss: torch.Tensor) -> float:
-        """Replace each gradient by its sum over the processes (a parameter without one counts as zeros)
-        and return the loss summed over them, in one exchange."""
+        """Replace each gradient by its sum over the processes and return the loss summed over them, in
+        one exchange. A parameter that no process has a gradient for keeps none, as in one process
+        (AdamW skips it; a zero gradient would still move it); one that some processes lack a gradient
+        for gets the sum of the others'."""
         if self.size == 1:
             return loss.item()
+        dtype = parameters[0].dtype
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
-        flat = torch.cat([g.flatten() for g in grads] + [loss.detach().reshape(1).to(grads[0].dtype)])
+        has_grad = torch.tensor([p.grad is not None for p in parameters], dtype=dtype)
+        flat = torch.cat([g.flatten() for g in grads] + [has_grad, loss.detach().reshape(1).to(dtype)])
         dist.all_reduce(flat)
-        for p, g in zip(parameters, flat[:-1].split([p.numel() for p in parameters]), strict=True):
-            p.grad = g.view_as(p)
-        return flat[-1].item()
+        sizes = [p.numel() for p in parameters]
+        *summed, anyone_had, total = flat.split([*sizes, len(parameters), 1])
+        for p, g, had in zip(parameters, summed, anyone_had.tolist(), strict=True):
+            p.grad = g.view_as(p) if had else None
+        return total.item()
 
 
 SINGLE = Group()
@@ -67,8 +73,16 @@ def _join(rank: int, size: int, rendezvous: str, threads: int, work: Callable, a
 
 
 def run_parallel(work: Callable, processes: int, threads: int, *args) -> None:
-    """Run work(group, *args) in `processes` new processes of `threads` torch threads each; an error in
-    one stops them all and is raised here."""
+    """Run work(group, *args) in `processes` new processes of `threads` torch threads each. An error in
+    one stops them all and is raised here (as torch's ProcessRaisedException, with its traceback); an
+    interrupt here stops them too."""
     with tempfile.TemporaryDirectory() as tmp:
         rendezvous = str(Path(tmp) / "rendezvous")
-        mp.spawn(_join, args=(processes, rendezvous, threads, work, args), nprocs=processes)
+        context = mp.spawn(_join, args=(processes, rendezvous, threads, work, args), nprocs=processes, join=False)
+        try:
+            while not context.join():
+                pass
+        finally:
+            for process in context.processes:
+                if process.is_alive():
+                    process.terminate()

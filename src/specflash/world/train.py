@@ -25,7 +25,7 @@ from .lookup_attention import lookup_loss, lookup_targets, targeted_queries, use
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import Sample, make_sample
 from .video_changes import change_labels, change_loss
-from .vision_warmup import vision_parameters, warmup_vision
+from .vision_warmup import WARMUP_BATCH, vision_parameters, warmup_vision
 
 TASK_MIX = {
     "llava": {"caption": 0.5, "instruct": 0.5},
@@ -267,7 +267,6 @@ def _load_checkpoint(family: str, ckpt: Path, cfg: TrainConfig):
 def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
     """Train cfg.name into cfg.out (final weights there, checkpoints in out/checkpoint) in `processes`
     data-parallel processes (CPU only; each with this process's torch thread count). Returns the state."""
-    family_of(cfg.name)
     # a resumed run without a mix keeps its own, which was checked when it started
     check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
     check_processes(processes, cfg.batch, cfg.device)
@@ -290,9 +289,13 @@ def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
 
 
 def check_processes(processes: int, batch: int, device: str) -> None:
-    """Refuse a process count that some process would have no samples at, or that is not on the CPU."""
-    if not 1 <= processes <= batch:
-        raise ValueError(f"--processes must be between 1 and the batch size ({batch}), got {processes}")
+    """Refuse a process count that some process would have no samples at (of a stage-2 batch or a
+    warm-up batch), or that is not on the CPU."""
+    if not 1 <= processes <= min(batch, WARMUP_BATCH):
+        raise ValueError(
+            f"--processes must be between 1 and the batch size ({batch}; at most {WARMUP_BATCH}, the vision "
+            f"warm-up's), got {processes}"
+        )
     if processes > 1 and torch.device(device).type != "cpu":
         raise ValueError(f"data-parallel training (--processes {processes}) runs on the CPU only, not {device}")
 

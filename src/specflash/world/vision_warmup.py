@@ -35,6 +35,7 @@ CHANGES = ("nothing", "appear", "disappear", *DIRECTIONS, "away")
 # frame pairs: the first frame's kind, color, size (as HEADS) and the change
 CHANGE_HEADS = (*HEADS[:3], len(CHANGES))
 EVENT_SHARE = 0.75  # of warm-up frame pairs; the rest are stills, as a video's first pair is
+WARMUP_BATCH = 32  # images (or frame pairs) per warm-up step
 
 
 def _cell_span(token: int, token_grid: int) -> int:
@@ -157,7 +158,7 @@ def warmup_vision(
     image_processor: BaseImageProcessor,
     seed: int,
     steps: int,
-    batch: int = 32,
+    batch: int = WARMUP_BATCH,
     lr: float = 3e-3,
     on_step: Callable[[int, float], None] | None = None,
     eval_scenes: int = 256,
