@@ -304,6 +304,8 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
     """One process's part of train(): all of it in a single process."""
     family = family_of(cfg.name)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
+    if not group.main:
+        hf_logging.disable_progress_bar()  # one bar for loading the checkpoint, not one per process
     if resumed:
         model, optimizer = _load_checkpoint(family, ckpt, cfg)
     else:
