@@ -8,7 +8,12 @@ these tiny models is work that one process does on one core (docs/world.md)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +68,16 @@ class Group:
 SINGLE = Group()
 
 
+def _exit_with(parent: int) -> None:
+    """Stop this process when the process that started it is gone (killed, say), rather than train on
+    unseen."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
 def _join(rank: int, size: int, rendezvous: str, threads: int, work: Callable, args: tuple) -> None:
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=size)
     try:
@@ -75,14 +89,20 @@ def _join(rank: int, size: int, rendezvous: str, threads: int, work: Callable, a
 def run_parallel(work: Callable, processes: int, threads: int, *args) -> None:
     """Run work(group, *args) in `processes` new processes of `threads` torch threads each. An error in
     one stops them all and is raised here (as torch's ProcessRaisedException, with its traceback); an
-    interrupt here stops them too."""
-    with tempfile.TemporaryDirectory() as tmp:
-        rendezvous = str(Path(tmp) / "rendezvous")
-        context = mp.spawn(_join, args=(processes, rendezvous, threads, work, args), nprocs=processes, join=False)
-        try:
-            while not context.join():
-                pass
-        finally:
-            for process in context.processes:
-                if process.is_alive():
-                    process.terminate()
+    interrupt or termination of this process stops them too."""
+    # a terminated run stops its processes and removes its rendezvous file, as an interrupted one does
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rendezvous = str(Path(tmp) / "rendezvous")
+            spawn_args = (processes, rendezvous, threads, work, args)
+            context = mp.spawn(_join, args=spawn_args, nprocs=processes, join=False)
+            try:
+                while not context.join():
+                    pass
+            finally:
+                for process in context.processes:
+                    if process.is_alive():
+                        process.terminate()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
