@@ -220,6 +220,20 @@ def test_frame_pair_labels_say_what_the_cell_held_and_how_it_changed():
     assert (change_labels(before, None, GRID)[:, 3] == 0).all()
 
 
+def test_a_change_weighs_more_than_nothing_in_the_change_head_loss():
+    from specflash.world.vision_warmup import CHANGE_CLASS_WEIGHTS, CHANGES, _cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, len(CHANGES))
+    labels = torch.tensor([[[CHANGES.index("nothing")], [CHANGES.index("appear")]]])
+    per_token = torch.nn.functional.cross_entropy(logits[0], labels[0, :, 0], reduction="none")
+    weight = CHANGE_CLASS_WEIGHTS[CHANGES.index("appear")]
+    assert weight > CHANGE_CLASS_WEIGHTS[CHANGES.index("nothing")] == 1
+    weighted = _cross_entropy((logits,), labels, CHANGE_CLASS_WEIGHTS)
+    assert torch.allclose(weighted, (per_token[0] + weight * per_token[1]) / (1 + weight))
+    assert torch.allclose(_cross_entropy((logits,), labels), per_token.mean())
+
+
 def test_qwen_warm_up_trains_on_frame_pairs(tmp_path):
     from specflash.world.processing import load_processor
     from specflash.world.vision_warmup import warmup_vision
@@ -228,7 +242,8 @@ def test_qwen_warm_up_trains_on_frame_pairs(tmp_path):
     model = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
     before = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
     result = warmup_vision(model, "qwen", load_processor(tmp_path).image_processor, 0, 2, batch=4, eval_scenes=4)
-    assert 0 <= result["changed_token_accuracy"] <= 1 and result["loss"] > 0
+    assert 0 <= result["changed_token_accuracy"] <= 1 and 0 <= result["unchanged_token_accuracy"] <= 1
+    assert result["loss"] > 0
     assert any(not torch.equal(before[k], v) for k, v in model.model.visual.state_dict().items())
 
 

@@ -344,6 +344,7 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
             state["vision_occupied_token_kind_accuracy"] = warm_result["occupied_token_kind_accuracy"]
             if "changed_token_accuracy" in warm_result:
                 state["vision_changed_token_accuracy"] = warm_result["changed_token_accuracy"]
+                state["vision_unchanged_token_accuracy"] = warm_result["unchanged_token_accuracy"]
             state["elapsed_s"] += time.perf_counter() - t0
             if group.main:
                 _save_checkpoint(model, optimizer, ckpt, state)
