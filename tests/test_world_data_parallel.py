@@ -15,7 +15,7 @@ from specflash.world.data_parallel import SINGLE, Group, run_parallel
 from specflash.world.lookup_attention import use_lookup_attention
 from specflash.world.processing import load_processor
 from specflash.world.train import TrainConfig, _loss, _task_for, check_processes
-from specflash.world.vision_warmup import warmup_vision
+from specflash.world.vision_warmup import CHANGE_CLASS_WEIGHTS, CHANGES, _change_loss, warmup_vision
 
 # instruct samples for the lookup loss, videos for the change loss
 MIX = {"instruct": 0.5, "video": 0.5}
@@ -44,6 +44,17 @@ def _warm_up_losses(group: Group, out: str, path: str) -> None:
     )
     if group.main:
         Path(path).write_text(json.dumps(losses))
+
+
+def _change_loss_of_share(group: Group, path: str) -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(4, 6, len(CHANGES))
+    # rows 0 and 2 (the first process's) all changed, rows 1 and 3 unchanged: shares unequal in weight
+    changes = torch.tensor([[CHANGES.index("appear")] * 6, [0] * 6] * 2)
+    rows = list(group.share(range(4)))
+    loss = group.total(_change_loss(logits[rows], changes[rows], CHANGE_CLASS_WEIGHTS, group).detach())
+    if group.main:
+        Path(path).write_text(json.dumps(loss.item()))
 
 
 def _sum_gradients(group: Group, path: str) -> None:
@@ -84,6 +95,13 @@ def test_a_warm_up_in_two_processes_trains_as_one_does(tmp_path):
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert len(one) == len(two) == 4
     assert two == pytest.approx(one, rel=1e-4)
+
+
+def test_the_weighted_change_loss_of_two_processes_adds_up_to_the_whole_batchs(tmp_path):
+    _change_loss_of_share(SINGLE, str(tmp_path / "one.json"))
+    run_parallel(_change_loss_of_share, 2, 1, str(tmp_path / "two.json"))
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert two == pytest.approx(one, rel=1e-5)
 
 
 def test_gradients_are_summed_and_a_parameter_no_process_used_keeps_none(tmp_path):

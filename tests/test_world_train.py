@@ -221,17 +221,17 @@ def test_frame_pair_labels_say_what_the_cell_held_and_how_it_changed():
 
 
 def test_a_change_weighs_more_than_nothing_in_the_change_head_loss():
-    from specflash.world.vision_warmup import CHANGE_CLASS_WEIGHTS, CHANGES, _cross_entropy
+    from specflash.world.data_parallel import SINGLE
+    from specflash.world.vision_warmup import CHANGE_CLASS_WEIGHTS, CHANGES, _change_loss
 
     torch.manual_seed(0)
     logits = torch.randn(1, 2, len(CHANGES))
-    labels = torch.tensor([[[CHANGES.index("nothing")], [CHANGES.index("appear")]]])
-    per_token = torch.nn.functional.cross_entropy(logits[0], labels[0, :, 0], reduction="none")
+    changes = torch.tensor([[CHANGES.index("nothing"), CHANGES.index("appear")]])
+    per_token = torch.nn.functional.cross_entropy(logits[0], changes[0], reduction="none")
     weight = CHANGE_CLASS_WEIGHTS[CHANGES.index("appear")]
-    assert weight > CHANGE_CLASS_WEIGHTS[CHANGES.index("nothing")] == 1
-    weighted = _cross_entropy((logits,), labels, CHANGE_CLASS_WEIGHTS)
-    assert torch.allclose(weighted, (per_token[0] + weight * per_token[1]) / (1 + weight))
-    assert torch.allclose(_cross_entropy((logits,), labels), per_token.mean())
+    assert CHANGE_CLASS_WEIGHTS[CHANGES.index("nothing")] == 1 and weight > 1
+    loss = _change_loss(logits, changes, CHANGE_CLASS_WEIGHTS, SINGLE)
+    assert torch.allclose(loss, (per_token[0] + weight * per_token[1]) / (1 + weight))
 
 
 def test_qwen_warm_up_trains_on_frame_pairs(tmp_path):

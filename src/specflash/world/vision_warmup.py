@@ -37,8 +37,8 @@ CHANGE_HEADS = (*HEADS[:3], len(CHANGES))
 EVENT_SHARE = 0.75  # of warm-up frame pairs; the rest are stills, as a video's first pair is
 WARMUP_BATCH = 32  # images (or frame pairs) per warm-up step
 # The change head's class weights: a change weighs 4 times "nothing". About one frame-pair token in nine
-# lies in a changed cell; unweighted, the head read 0.53 to 0.68 of the changes right, weighted 0.98
-# (docs/world.md, session 19).
+# lies in a changed cell; unweighted, the head read 0.53 to 0.68 of the changes right, at 4 (half way to
+# balancing the classes; the one weight tried) 0.98 (docs/world.md, session 19).
 CHANGE_CLASS_WEIGHTS = torch.tensor([1.0 if change == "nothing" else 4.0 for change in CHANGES])
 
 
@@ -152,15 +152,17 @@ def _pairs(split: str, seed: int, indices: Sequence[int]) -> list[tuple[Scene, E
     return pairs
 
 
-def _cross_entropy(
-    logits: tuple[torch.Tensor, ...], labels: torch.Tensor, last_weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The heads' cross-entropies summed; with `last_weights`, the last head's classes weighted by them."""
-    weights = [None] * (len(logits) - 1) + [last_weights]
-    return sum(
-        nn.functional.cross_entropy(lg.flatten(0, 1), labels[..., i].flatten(), weight=w)
-        for i, (lg, w) in enumerate(zip(logits, weights, strict=True))
-    )
+def _cross_entropy(logits: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+    """The heads' cross-entropies summed (head i reads labels[..., i])."""
+    return sum(nn.functional.cross_entropy(lg.flatten(0, 1), labels[..., i].flatten()) for i, lg in enumerate(logits))
+
+
+def _change_loss(logits: torch.Tensor, changes: torch.Tensor, weights: torch.Tensor, group: Group) -> torch.Tensor:
+    """The change head's cross-entropy with class `weights`: a weighted mean over the whole batch, so in a
+    data-parallel group this process's weighted sum over the summed weights of all processes' tokens
+    (a weighted mean over one share, unlike a plain mean, is not that share's part of the batch's)."""
+    total = group.total(weights[changes].sum())
+    return nn.functional.cross_entropy(logits.flatten(0, 1), changes.flatten(), weight=weights, reduction="sum") / total
 
 
 def warmup_vision(
@@ -195,16 +197,18 @@ def warmup_vision(
         for param_group in optimizer.param_groups:
             param_group["lr"] = lr * warmup_cosine(step, steps, warmup=50)
         indices = group.share(range(step * batch, (step + 1) * batch))
+        # every image has as many tokens, so a mean over this share times `share` is its part of the batch's
+        share = len(indices) / batch
         if pairs and step % 2:
             logits, labels, change_logits, changes = _pair_logits_and_labels(
                 model, head, change_head, image_processor, _pairs("train", seed, indices)
             )
-            loss = _cross_entropy(logits, labels) + _cross_entropy(change_logits, changes, change_weights)
+            *first_frame, change = change_logits
+            loss = share * (_cross_entropy(logits, labels) + _cross_entropy(first_frame, changes))
+            loss = loss + _change_loss(change, changes[..., -1], change_weights, group)
         else:
             scenes = _scenes("train", seed, indices)
-            loss = _cross_entropy(*_logits_and_labels(model, family, head, image_processor, scenes))
-        if group.size > 1:
-            loss = loss * (len(indices) / batch)  # every image has as many tokens: the batch mean's share
+            loss = share * _cross_entropy(*_logits_and_labels(model, family, head, image_processor, scenes))
         loss.backward()
         loss_value = group.sum_gradients(params, loss)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
