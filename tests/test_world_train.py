@@ -234,16 +234,26 @@ def test_a_change_weighs_more_than_nothing_in_the_change_head_loss():
     assert torch.allclose(loss, (per_token[0] + weight * per_token[1]) / (1 + weight))
 
 
-def test_qwen_warm_up_trains_on_frame_pairs(tmp_path):
+def test_qwen_warm_up_trains_on_frame_pairs(tmp_path, monkeypatch):
+    from specflash.world import vision_warmup
     from specflash.world.processing import load_processor
-    from specflash.world.vision_warmup import warmup_vision
 
+    weights_used, change_loss_of = [], vision_warmup._change_loss
+
+    def change_loss(logits, changes, weights, group):
+        weights_used.append(weights)
+        return change_loss_of(logits, changes, weights, group)
+
+    monkeypatch.setattr(vision_warmup, "_change_loss", change_loss)
     torch.set_num_threads(1)
     model = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
     before = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
-    result = warmup_vision(model, "qwen", load_processor(tmp_path).image_processor, 0, 2, batch=4, eval_scenes=4)
+    processor = load_processor(tmp_path).image_processor
+    result = vision_warmup.warmup_vision(model, "qwen", processor, 0, 2, batch=4, eval_scenes=4)
     assert 0 <= result["changed_token_accuracy"] <= 1 and 0 <= result["unchanged_token_accuracy"] <= 1
     assert result["loss"] > 0
+    # step 0 is stills, step 1 frame pairs, whose change head is trained with the class weights
+    assert len(weights_used) == 1 and torch.equal(weights_used[0], vision_warmup.CHANGE_CLASS_WEIGHTS)
     assert any(not torch.equal(before[k], v) for k, v in model.model.visual.state_dict().items())
 
 
