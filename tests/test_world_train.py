@@ -51,6 +51,7 @@ def test_image_target_resume_is_exact(tmp_path):
     state = train(stopped)
     assert state["step"] == 2 and "vision_loss" in state
     assert state["config"]["lookup_loss_weight"] == 1.0  # the recipe's, kept by the resumed run
+    assert state["config"]["vision_lr_scale"] == 0.1  # the default, kept by the resumed run
     assert 0 <= state["vision_token_kind_accuracy"] <= 1
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "stopped" / "model.safetensors")
@@ -89,6 +90,25 @@ def test_vision_side_gets_the_scaled_rate(tmp_path):
     set_rates(optimizer, cfg, step=500)
     language_lr, vision_lr = (g["lr"] for g in optimizer.param_groups)
     assert 0 < language_lr < cfg.lr and vision_lr == pytest.approx(0.25 * language_lr)
+
+
+def test_a_frozen_vision_side_keeps_its_warm_up_weights(tmp_path):
+    """At vision rate scale 0 stage 2 trains the language model and leaves the vision side as the
+    warm-up left it; a resumed run without a scale keeps the one it started with."""
+    torch.set_num_threads(1)
+    common = {"name": "world-qwen-tiny", "out": str(tmp_path), "batch": 2, "vision_steps": 1, "save_every": 1}
+    warm = train(TrainConfig(steps=0, vision_lr_scale=0.0, **common))
+    assert warm["config"]["vision_lr_scale"] == 0.0
+    before = {k: v.clone() for k, v in load_file(tmp_path / "model.safetensors").items()}
+    state = train(TrainConfig(steps=1, **common))
+    assert state["step"] == 1 and state["config"]["vision_lr_scale"] == 0.0
+    after = load_file(tmp_path / "model.safetensors")
+    vision = [k for k in before if k.startswith("visual.")]
+    assert vision and all(torch.equal(before[k], after[k]) for k in vision)
+    assert not torch.equal(before["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.weight"])
+    saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
+    assert _resumed_config(saved, TrainConfig(**common), tmp_path, 1).vision_lr_scale == 0.0
+    assert _resumed_config(saved, TrainConfig(vision_lr_scale=0.1, **common), tmp_path, 1).vision_lr_scale == 0.1
 
 
 def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
@@ -173,6 +193,8 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-qwen-tiny", "--change-loss-weight", "inf"], "must be finite and >= 0"),
         (["--target", "world-llava-tiny", "--steps", "0", "--ship"], "nothing to ship"),
         (["--target", "world-llava-tiny", "--steps", "-1"], "greater than or equal to 0"),
+        (["--target", "world-llava-tiny", "--vision-lr-scale", "-0.1"], "greater than or equal to 0"),
+        (["--target", "world-llava-tiny", "--vision-lr-scale", "inf"], "must be finite"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):
@@ -269,9 +291,15 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
     options = "--mix text=0.5,text-drill=0.5 --batch 2 --lookup-loss-weight 0 --change-loss-weight 0"
     assert f"resumed {tmp_path / 'checkpoint'} at step 1/2: {options}" in out
     image_run = TrainConfig(
-        name="world-qwen-tiny", out="", mix={"drill": 1.0}, lookup_loss_weight=1, change_loss_weight=0.5
+        name="world-qwen-tiny",
+        out="",
+        mix={"drill": 1.0},
+        lookup_loss_weight=1,
+        change_loss_weight=0.5,
+        vision_lr_scale=0.0,
     )
-    assert _stage_2_options(image_run).endswith("--batch 16 --lookup-loss-weight 1 --change-loss-weight 0.5")
+    expected = "--batch 16 --lookup-loss-weight 1 --change-loss-weight 0.5 --vision-lr-scale 0"
+    assert _stage_2_options(image_run).endswith(expected)
     with pytest.raises(ResumeMismatch, match="batch=2"):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
     with pytest.raises(ResumeMismatch, match="mix="):

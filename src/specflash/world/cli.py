@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -81,7 +82,12 @@ def train(
     ),
     batch: int = typer.Option(16, help="Sequences per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
-    vision_lr_scale: float = typer.Option(0.1, help="Vision side's rate after the warm-up, as a fraction of --lr."),
+    vision_lr_scale: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Vision side's rate after the warm-up, as a fraction of --lr; 0 freezes it (faster, less "
+        "accurate: docs/world.md). Default: 0.1, or a resumed run's own.",
+    ),
     seed: int = typer.Option(0, help="Seed for weights and the training data stream."),
     save_every: int = typer.Option(250, help="Checkpoint every N steps."),
     resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
@@ -129,6 +135,8 @@ def train(
         check_processes(processes, batch, device)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--processes") from None
+    if vision_lr_scale is not None and not math.isfinite(vision_lr_scale):
+        raise typer.BadParameter(f"must be finite, got {vision_lr_scale}", param_hint="--vision-lr-scale")
     shares = _parse_mix(target, mix) if mix else None
     try:
         check_losses(target, change_loss_weight, lookup_loss_weight, shares)

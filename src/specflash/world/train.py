@@ -48,6 +48,9 @@ LOOKUP_LOSS_WEIGHT = {"world-llava-tiny": 1.0, "world-qwen-tiny": 1.0, "world-te
 # Long enough for the per-cell kind accuracy of the warm-up head to pass 0.9 on held-out scenes (the
 # Qwen2.5-VL warm-up spends half its steps on frame pairs, whose tokens also say what changed).
 VISION_STEPS = {"llava": 4000, "qwen": 3000, "text": 0}
+# The vision side's stage-2 rate as a fraction of the language model's. 0 freezes it: a Qwen2.5-VL
+# stage-2 step then takes a quarter to a third less time, at a cost in quality (docs/world.md, session 20).
+VISION_LR_SCALE = 0.1
 
 
 @dataclass
@@ -62,8 +65,8 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 200
     # Stage 2 moves the warmed-up vision side slowly, so gradients through a still-random language
-    # model do not wash out what it learned.
-    vision_lr_scale: float = 0.1
+    # model do not wash out what it learned. None: VISION_LR_SCALE, or a resumed run's own.
+    vision_lr_scale: float | None = None
     vision_steps: int | None = None  # None: the recipe's VISION_STEPS
     device: str = "cpu"
     mix: dict[str, float] | None = None  # task -> share of samples; None: the family's TASK_MIX
@@ -140,14 +143,15 @@ WARMUP_FIELDS = ("name", "size", "seed")
 def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path, step: int) -> TrainConfig:
     """cfg with the mix resolved (without --mix, the mix the run started with); refuses options that
     would change the data stream or the model of a checkpoint at stage-2 step `step` (at step 0, the
-    stage-2 options are free). Without --mix or a lookup weight, the run keeps its own."""
+    stage-2 options are free). Without --mix, a lookup weight or a vision rate scale, the run keeps its own."""
     # a checkpoint from before the extra losses existed was trained without them
-    saved = {"change_loss_weight": 0.0, "lookup_loss_weight": 0.0, **saved}
+    saved = {"change_loss_weight": 0.0, "lookup_loss_weight": 0.0, "vision_lr_scale": VISION_LR_SCALE, **saved}
     saved = {**saved, "mix": task_mix(saved["name"], saved.get("mix"))}
     cfg = replace(
         cfg,
         mix=task_mix(cfg.name, cfg.mix if cfg.mix is not None else saved["mix"]),
         lookup_loss_weight=saved["lookup_loss_weight"] if cfg.lookup_loss_weight is None else cfg.lookup_loss_weight,
+        vision_lr_scale=saved["vision_lr_scale"] if cfg.vision_lr_scale is None else cfg.vision_lr_scale,
     )
     changed = [f for f in (STREAM_FIELDS if step else WARMUP_FIELDS) if saved[f] != getattr(cfg, f)]
     if changed:
@@ -241,7 +245,10 @@ def _stage_2_options(cfg: TrainConfig) -> str:
     assert cfg.mix is not None
     mix = ",".join(f"{task}={share:g}" for task, share in cfg.mix.items())
     weights = f"--lookup-loss-weight {cfg.lookup_loss_weight:g} --change-loss-weight {cfg.change_loss_weight:g}"
-    return f"--mix {mix} --batch {cfg.batch} {weights}"
+    options = f"--mix {mix} --batch {cfg.batch} {weights}"
+    if family_of(cfg.name) == "text":
+        return options  # no vision side
+    return f"{options} --vision-lr-scale {cfg.vision_lr_scale:g}"
 
 
 def _vision_steps(family: str, cfg: TrainConfig) -> int:
@@ -279,7 +286,8 @@ def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
     else:
         mix = task_mix(cfg.name, cfg.mix)
         lookup = default_lookup_loss_weight(cfg.name, mix) if cfg.lookup_loss_weight is None else cfg.lookup_loss_weight
-        cfg = replace(cfg, mix=mix, lookup_loss_weight=lookup)
+        vision_lr_scale = VISION_LR_SCALE if cfg.vision_lr_scale is None else cfg.vision_lr_scale
+        cfg = replace(cfg, mix=mix, lookup_loss_weight=lookup, vision_lr_scale=vision_lr_scale)
         write_model_files(cfg.name, out)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
     if processes == 1:
@@ -348,6 +356,10 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
             state["elapsed_s"] += time.perf_counter() - t0
             if group.main:
                 _save_checkpoint(model, optimizer, ckpt, state)
+        if cfg.vision_lr_scale == 0 and family != "text":
+            # frozen: stage 2 runs no backward pass through the vision side
+            for p in vision_parameters(model, family):
+                p.requires_grad_(False)
         if cfg.lookup_loss_weight > 0:
             # the lookup loss reads the language model's attention from its queries and keys (set after
             # the warm-up, so that the warm-up is the same with and without it)
@@ -357,7 +369,7 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
             hf_logging.get_logger("transformers.integrations.sdpa_attention").setLevel(hf_logging.ERROR)
         bar = progress.add_task(f"train {cfg.name}", total=cfg.steps, completed=state["step"], loss="-")
         ema = state["loss"]
-        parameters = list(model.parameters())
+        parameters = [p for p in model.parameters() if p.requires_grad]
         while state["step"] < cfg.steps:
             t0 = time.perf_counter()
             set_rates(optimizer, cfg, state["step"])
