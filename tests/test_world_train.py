@@ -18,11 +18,13 @@ from specflash.world.train import (
     _resumed_config,
     _stage_2_options,
     check_losses,
+    check_vision_lr_scale,
     default_lookup_loss_weight,
     set_rates,
     task_mix,
     train,
 )
+from specflash.world.vision_warmup import vision_parameters
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
@@ -106,6 +108,12 @@ def test_a_frozen_vision_side_keeps_its_warm_up_weights(tmp_path):
     vision = [k for k in before if k.startswith("visual.")]
     assert vision and all(torch.equal(before[k], after[k]) for k in vision)
     assert not torch.equal(before["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.weight"])
+    # frozen, not merely at rate 0: AdamW keeps moments for every parameter that had a gradient
+    model = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
+    frozen = {id(p) for p in vision_parameters(model, "qwen")}
+    moments = load_file(tmp_path / "checkpoint" / "optimizer.safetensors")
+    stepped = {i for i, _ in enumerate(model.parameters()) if f"{i}.exp_avg" in moments}
+    assert stepped == {i for i, p in enumerate(model.parameters()) if id(p) not in frozen}
     saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
     assert _resumed_config(saved, TrainConfig(**common), tmp_path, 1).vision_lr_scale == 0.0
     assert _resumed_config(saved, TrainConfig(vision_lr_scale=0.1, **common), tmp_path, 1).vision_lr_scale == 0.1
@@ -194,7 +202,7 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--steps", "0", "--ship"], "nothing to ship"),
         (["--target", "world-llava-tiny", "--steps", "-1"], "greater than or equal to 0"),
         (["--target", "world-llava-tiny", "--vision-lr-scale", "-0.1"], "greater than or equal to 0"),
-        (["--target", "world-llava-tiny", "--vision-lr-scale", "inf"], "must be finite"),
+        (["--target", "world-llava-tiny", "--vision-lr-scale", "inf"], "must be finite and >= 0"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):
@@ -321,6 +329,8 @@ def test_loss_weights_must_be_finite_and_not_negative(weight):
         check_losses("world-llava-tiny", 0.0, weight, None)
     with pytest.raises(ValueError, match="change-loss weight must be finite and >= 0"):
         check_losses("world-qwen-tiny", weight, 0.0, None)
+    with pytest.raises(ValueError, match="vision rate scale must be finite and >= 0"):
+        check_vision_lr_scale(weight)
 
 
 def test_a_mix_needs_positive_finite_shares():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -75,7 +74,8 @@ def train(
         None,
         min=0,
         help="Stage-2 optimizer steps (default: the recipe's). 0 stops after the vision warm-up; a later run"
-        " in the same --out goes on from there with any stage-2 options (--mix, loss weights, --batch).",
+        " in the same --out goes on from there with any stage-2 options (--mix, loss weights, --batch,"
+        " --vision-lr-scale).",
     ),
     vision_steps: int = typer.Option(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
@@ -117,7 +117,14 @@ def train(
 ) -> None:
     """Train a world target from scratch (resumable)."""
     from .models import ship as ship_model
-    from .train import DEFAULT_STEPS, ResumeMismatch, TrainConfig, check_losses, check_processes
+    from .train import (
+        DEFAULT_STEPS,
+        ResumeMismatch,
+        TrainConfig,
+        check_losses,
+        check_processes,
+        check_vision_lr_scale,
+    )
     from .train import train as run_training
 
     if target not in FAMILIES:
@@ -135,8 +142,10 @@ def train(
         check_processes(processes, batch, device)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--processes") from None
-    if vision_lr_scale is not None and not math.isfinite(vision_lr_scale):
-        raise typer.BadParameter(f"must be finite, got {vision_lr_scale}", param_hint="--vision-lr-scale")
+    try:
+        check_vision_lr_scale(vision_lr_scale)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--vision-lr-scale") from None
     shares = _parse_mix(target, mix) if mix else None
     try:
         check_losses(target, change_loss_weight, lookup_loss_weight, shares)

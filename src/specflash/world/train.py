@@ -129,6 +129,12 @@ def check_losses(
         raise ValueError("the lookup loss needs questions about images; add instruct, drill or pair-drill to the mix")
 
 
+def check_vision_lr_scale(scale: float | None) -> None:
+    """Refuse a vision rate scale that is not finite and >= 0 (None is the default's or the run's own)."""
+    if scale is not None and not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"the vision rate scale must be finite and >= 0, got {scale}")
+
+
 class ResumeMismatch(ValueError):
     """A checkpoint was trained on another data stream than the options given now."""
 
@@ -276,6 +282,7 @@ def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
     data-parallel processes (CPU only; each with this process's torch thread count). Returns the state."""
     # a resumed run without a mix keeps its own, which was checked when it started
     check_losses(cfg.name, cfg.change_loss_weight, cfg.lookup_loss_weight, cfg.mix)
+    check_vision_lr_scale(cfg.vision_lr_scale)
     check_processes(processes, cfg.batch, cfg.device)
     out, ckpt = Path(cfg.out), Path(cfg.out) / "checkpoint"
     resumed = resume and (ckpt / "state.json").exists()
