@@ -107,6 +107,11 @@ def default_lookup_loss_weight(name: str, mix: dict[str, float] | None) -> float
     return LOOKUP_LOSS_WEIGHT[name] if task_mix(name, mix).keys() & IMAGE_QUESTION_TASKS else 0.0
 
 
+def _check_finite_non_negative(what: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be finite and >= 0, got {value}")
+
+
 def check_losses(
     name: str, change_loss_weight: float, lookup_loss_weight: float | None, mix: dict[str, float] | None
 ) -> None:
@@ -115,8 +120,7 @@ def check_losses(
     A lookup weight of None is the recipe's, which fits every mix."""
     lookup_loss_weight = lookup_loss_weight or 0.0
     for option, weight in (("change", change_loss_weight), ("lookup", lookup_loss_weight)):
-        if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"the {option}-loss weight must be finite and >= 0, got {weight}")
+        _check_finite_non_negative(f"the {option}-loss weight", weight)
     tasks = FAMILY_TASKS[family_of(name)]
     if change_loss_weight > 0 and "video" not in tasks:
         raise ValueError(f"the change loss needs video; {name} does not read video")
@@ -131,8 +135,8 @@ def check_losses(
 
 def check_vision_lr_scale(scale: float | None) -> None:
     """Refuse a vision rate scale that is not finite and >= 0 (None is the default's or the run's own)."""
-    if scale is not None and not (math.isfinite(scale) and scale >= 0):
-        raise ValueError(f"the vision rate scale must be finite and >= 0, got {scale}")
+    if scale is not None:
+        _check_finite_non_negative("the vision rate scale", scale)
 
 
 class ResumeMismatch(ValueError):
