@@ -1,9 +1,12 @@
 """The world generator: deterministic per seed, and every text parses back to the facts it states."""
 
+import random
+
 import pytest
 
+from specflash.world import render
 from specflash.world.parse import kinds_named, parse_answer, parse_events
-from specflash.world.render import SHAPES
+from specflash.world.render import SHAPES, render_scene
 from specflash.world.scenes import COLORS, KINDS, SCENE_TYPES
 from specflash.world.tasks import TASKS, make_samples
 from specflash.world.video import FRAMES, sample_video
@@ -56,10 +59,20 @@ def test_video_narration_parses_to_its_events():
         assert s.video[0].tobytes() != s.video[-1].tobytes()
 
 
+def test_frames_sharing_a_backdrop_render_alike_in_any_order():
+    """A video's frames share one drawn backdrop (render._backdrop); drawing a frame must leave it as it
+    was, so each frame's pixels do not depend on which frames were drawn before it."""
+    scenes = sample_video(random.Random("backdrop")).scenes
+    render._backdrop.cache_clear()
+    forward = [render_scene(s).tobytes() for s in scenes]
+    render._backdrop.cache_clear()
+    backward = [render_scene(s).tobytes() for s in reversed(scenes)]
+    assert forward == backward[::-1]
+    assert len(set(forward)) > 1
+
+
 def test_each_video_event_lies_inside_a_frame_pair():
     """A video tower's temporal patch (two frames) sees each event whole: before, then after."""
-    import random
-
     for i in range(40):
         video = sample_video(random.Random(f"pairs/{i}"))
         changed = {f for f in range(1, FRAMES) if video.scenes[f] != video.scenes[f - 1]}

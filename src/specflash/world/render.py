@@ -3,6 +3,7 @@ distinct shape per object kind, sized and jittered inside its grid cell."""
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -288,9 +289,10 @@ def _background(draw: ImageDraw.ImageDraw, scene_type: str, rng: random.Random) 
             draw.line([(x, 0), (x, CANVAS)], fill=line)
             draw.line([(0, x), (CANVAS, x)], fill=line)
     elif scene_type == "park":  # grass strokes
+        grass = _shade(base, 0.85)
         for _ in range(120):
             x, y = rng.randrange(CANVAS), rng.randrange(CANVAS)
-            draw.line([(x, y), (x + rng.randint(-2, 2), y - rng.randint(2, 5))], fill=_shade(base, 0.85))
+            draw.line([(x, y), (x + rng.randint(-2, 2), y - rng.randint(2, 5))], fill=grass)
     elif scene_type == "office":  # desk planks
         for y in range(0, CANVAS, step):
             draw.line([(0, y), (CANVAS, y)], fill=line)
@@ -299,9 +301,8 @@ def _background(draw: ImageDraw.ImageDraw, scene_type: str, rng: random.Random) 
             for x in range(0, CANVAS, 12):
                 draw.arc((x, y, x + 12, y + 6), 180, 360, fill=line)
     elif scene_type == "bedroom":  # dotted wallpaper
-        for y in range(3, CANVAS, step // 2 + 2):
-            for x in range(3, CANVAS, step // 2 + 2):
-                draw.point((x, y), fill=_shade(base, 0.8))
+        spacing = range(3, CANVAS, step // 2 + 2)
+        draw.point([(x, y) for y in spacing for x in spacing], fill=_shade(base, 0.8))
     else:  # street: lane marks
         for y in (CANVAS // 3, 2 * CANVAS // 3):
             for x in range(0, CANVAS, 14):
@@ -328,13 +329,22 @@ def object_box(obj: WorldObject, rng: random.Random) -> Box:
     return (x0, y0, x0 + side, y0 + side)
 
 
+@functools.lru_cache(maxsize=32)
+def _backdrop(scene_type: str, style_seed: int) -> Image.Image:
+    """The background texture and clutter of a scene, which its type and style seed alone decide: the
+    frames of a video (and the two of a warm-up frame pair) share one, drawn once. Never drawn on."""
+    rng = random.Random(style_seed)
+    image = Image.new("RGB", (CANVAS, CANVAS), BACKGROUNDS[scene_type])
+    draw = ImageDraw.Draw(image)
+    _background(draw, scene_type, rng)
+    _clutter(draw, scene_type, rng)
+    return image
+
+
 def render_scene(scene: Scene) -> Image.Image:
     """The scene as a CANVAS x CANVAS RGB image; the same scene always renders to the same pixels."""
-    rng = random.Random(scene.style_seed)
-    image = Image.new("RGB", (CANVAS, CANVAS), BACKGROUNDS[scene.scene_type])
+    image = _backdrop(scene.scene_type, scene.style_seed).copy()
     draw = ImageDraw.Draw(image)
-    _background(draw, scene.scene_type, rng)
-    _clutter(draw, scene.scene_type, rng)
     for obj in scene.reading_order():
         fill = COLORS[obj.color]
         SHAPES[obj.kind](draw, object_box(obj, random.Random(f"{scene.style_seed}/{obj.kind}")), fill, _detail(fill))
