@@ -20,11 +20,12 @@ from specflash.world.train import (
     check_losses,
     check_vision_lr_scale,
     default_lookup_loss_weight,
+    frozen_in_stage_2,
     set_rates,
     task_mix,
     train,
 )
-from specflash.world.vision_warmup import vision_parameters
+from specflash.world.vision_warmup import projector_parameters, vision_parameters
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
@@ -54,6 +55,7 @@ def test_image_target_resume_is_exact(tmp_path):
     assert state["step"] == 2 and "vision_loss" in state
     assert state["config"]["lookup_loss_weight"] == 1.0  # the recipe's, kept by the resumed run
     assert state["config"]["vision_lr_scale"] == 0.1  # the default, kept by the resumed run
+    assert state["config"]["freeze_vision_tower"] is False  # LLaVA's recipe trains its tower
     assert 0 <= state["vision_token_kind_accuracy"] <= 1
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "stopped" / "model.safetensors")
@@ -117,6 +119,49 @@ def test_a_frozen_vision_side_keeps_its_warm_up_weights(tmp_path):
     saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
     assert _resumed_config(saved, TrainConfig(**common), tmp_path, 1).vision_lr_scale == 0.0
     assert _resumed_config(saved, TrainConfig(vision_lr_scale=0.1, **common), tmp_path, 1).vision_lr_scale == 0.1
+
+
+def test_a_frozen_vision_tower_leaves_only_its_projector_training(tmp_path):
+    """With freeze_vision_tower, the Qwen2.5-VL recipe's default, stage 2 trains the language model and
+    the merger, and leaves the rest of the vision side as the warm-up left it; a resumed run without the
+    option keeps it."""
+    torch.set_num_threads(1)
+    common = {"name": "world-qwen-tiny", "out": str(tmp_path), "batch": 2, "vision_steps": 1, "save_every": 1}
+    warm = train(TrainConfig(steps=0, **common))
+    assert warm["config"]["freeze_vision_tower"] is True
+    before = {k: v.clone() for k, v in load_file(tmp_path / "model.safetensors").items()}
+    state = train(TrainConfig(steps=1, **common))
+    assert state["step"] == 1 and state["config"]["freeze_vision_tower"] is True
+    after = load_file(tmp_path / "model.safetensors")
+    merger = [k for k in before if k.startswith("visual.merger.")]
+    tower = [k for k in before if k.startswith("visual.") and k not in merger]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert merger and all(not torch.equal(before[k], after[k]) for k in merger)
+    model = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
+    frozen = {id(p) for p in vision_parameters(model, "qwen")} - {id(p) for p in projector_parameters(model, "qwen")}
+    moments = load_file(tmp_path / "checkpoint" / "optimizer.safetensors")
+    stepped = {i for i, _ in enumerate(model.parameters()) if f"{i}.exp_avg" in moments}
+    assert stepped == {i for i, p in enumerate(model.parameters()) if id(p) not in frozen}
+    saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
+    assert _resumed_config(saved, TrainConfig(**common), tmp_path, 1).freeze_vision_tower is True
+    assert (
+        _resumed_config(saved, TrainConfig(freeze_vision_tower=False, **common), tmp_path, 1).freeze_vision_tower
+        is False
+    )
+    assert _stage_2_options(replace(TrainConfig(**common), **saved)).endswith(
+        "--vision-lr-scale 0.1 --freeze-vision-tower"
+    )
+
+
+def test_what_stage_2_freezes(tmp_path):
+    llava = new_model("world-llava-tiny", "tiny", tmp_path, 0)
+    tower, projector = list(llava.model.vision_tower.parameters()), list(llava.model.multi_modal_projector.parameters())
+    cfg = TrainConfig(name="world-llava-tiny", out="", vision_lr_scale=0.1)
+    assert frozen_in_stage_2(llava, "llava", cfg) == []
+    assert frozen_in_stage_2(llava, "llava", replace(cfg, freeze_vision_tower=True)) == tower
+    assert frozen_in_stage_2(llava, "llava", replace(cfg, vision_lr_scale=0.0)) == tower + projector
+    text = new_model("world-text-tiny", "tiny", tmp_path, 0)
+    assert frozen_in_stage_2(text, "text", replace(cfg, name="world-text-tiny", freeze_vision_tower=True)) == []
 
 
 def test_vision_steps_are_ignored_for_the_text_target(tmp_path):
@@ -213,11 +258,22 @@ def test_world_train_rejects_bad_options(tmp_path, args, message):
 def test_a_logged_run_reports_its_progress_line_by_line(tmp_path):
     """Written to a file rather than a terminal, rich draws its bars only once, at the end: the warm-up
     and each checkpoint still leave a line, so a log shows how a run of hours is going."""
-    args = ["--target", "world-llava-tiny", "--vision-steps", "2", "--steps", "2", "--batch", "2"]
+    args = [
+        "--target",
+        "world-llava-tiny",
+        "--vision-steps",
+        "2",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--freeze-vision-tower",
+    ]
     result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), "--save-every", "1", *args])
     assert result.exit_code == 0, result.output
     lines = [line.split("  loss")[0] for line in result.output.splitlines() if "  loss " in line]
     assert lines == ["vision warm-up 1/2", "vision warm-up 2/2", "step 1/2", "step 2/2"]
+    assert json.loads((tmp_path / "training_state.json").read_text())["config"]["freeze_vision_tower"] is True
 
 
 def test_warm_up_labels_every_token_with_its_cell():

@@ -75,7 +75,7 @@ def train(
         min=0,
         help="Stage-2 optimizer steps (default: the recipe's). 0 stops after the vision warm-up; a later run"
         " in the same --out goes on from there with any stage-2 options (--mix, loss weights, --batch,"
-        " --vision-lr-scale).",
+        " --vision-lr-scale, --freeze-vision-tower).",
     ),
     vision_steps: int = typer.Option(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
@@ -87,6 +87,13 @@ def train(
         min=0.0,
         help="Vision side's rate after the warm-up, as a fraction of --lr; 0 freezes it (faster, less "
         "accurate: docs/world.md). Default: 0.1, or a resumed run's own.",
+    ),
+    freeze_vision_tower: bool | None = typer.Option(
+        None,
+        "--freeze-vision-tower/--no-freeze-vision-tower",
+        help="Image targets: after the warm-up train only the vision side's projector (at the vision rate) and "
+        "freeze its tower, whose backward pass is then skipped (faster: docs/world.md). Default: the recipe's "
+        "(on for world-qwen-tiny), or a resumed run's own.",
     ),
     seed: int = typer.Option(0, help="Seed for weights and the training data stream."),
     save_every: int = typer.Option(250, help="Checkpoint every N steps."),
@@ -165,6 +172,7 @@ def train(
         seed=seed,
         save_every=save_every,
         vision_lr_scale=vision_lr_scale,
+        freeze_vision_tower=freeze_vision_tower,
         device=device,
         vision_steps=vision_steps,
     )

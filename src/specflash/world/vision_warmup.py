@@ -103,6 +103,13 @@ def vision_parameters(model, family: str) -> list[nn.Parameter]:
     return [p for part in parts for p in part.parameters()]
 
 
+def projector_parameters(model, family: str) -> list[nn.Parameter]:
+    """The part of the vision side that maps its features into the language model: LLaVA's projector,
+    Qwen2.5-VL's patch merger."""
+    part = model.model.multi_modal_projector if family == "llava" else model.model.visual.merger
+    return list(part.parameters())
+
+
 def _square(tokens: torch.Tensor) -> int:
     grid = math.isqrt(tokens.shape[1])
     if grid * grid != tokens.shape[1]:
