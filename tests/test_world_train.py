@@ -144,6 +144,8 @@ def test_a_frozen_vision_tower_leaves_only_its_projector_training(tmp_path):
     assert stepped == {i for i, p in enumerate(model.parameters()) if id(p) not in frozen}
     saved = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["config"]
     assert _resumed_config(saved, TrainConfig(**common), tmp_path, 1).freeze_vision_tower is True
+    older = {k: v for k, v in saved.items() if k != "freeze_vision_tower"}  # saved before the option
+    assert _resumed_config(older, TrainConfig(**common), tmp_path, 1).freeze_vision_tower is False
     assert (
         _resumed_config(saved, TrainConfig(freeze_vision_tower=False, **common), tmp_path, 1).freeze_vision_tower
         is False
@@ -362,7 +364,7 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
         change_loss_weight=0.5,
         vision_lr_scale=0.0,
     )
-    expected = "--batch 16 --lookup-loss-weight 1 --change-loss-weight 0.5 --vision-lr-scale 0"
+    expected = "--batch 16 --lookup-loss-weight 1 --change-loss-weight 0.5 --vision-lr-scale 0 --no-freeze-vision-tower"
     assert _stage_2_options(image_run).endswith(expected)
     with pytest.raises(ResumeMismatch, match="batch=2"):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
