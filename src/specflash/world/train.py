@@ -315,16 +315,12 @@ def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
         state["config"] = asdict(cfg)  # a resumed run may extend the step count
     else:
         mix = task_mix(cfg.name, cfg.mix)
-        lookup = default_lookup_loss_weight(cfg.name, mix) if cfg.lookup_loss_weight is None else cfg.lookup_loss_weight
-        cfg = replace(
-            cfg,
-            mix=mix,
-            lookup_loss_weight=lookup,
-            vision_lr_scale=VISION_LR_SCALE if cfg.vision_lr_scale is None else cfg.vision_lr_scale,
-            freeze_vision_tower=FREEZE_VISION_TOWER[family_of(cfg.name)]
-            if cfg.freeze_vision_tower is None
-            else cfg.freeze_vision_tower,
-        )
+        recipe = {
+            "lookup_loss_weight": default_lookup_loss_weight(cfg.name, mix),
+            "vision_lr_scale": VISION_LR_SCALE,
+            "freeze_vision_tower": FREEZE_VISION_TOWER[family_of(cfg.name)],
+        }
+        cfg = replace(cfg, mix=mix, **{f: value for f, value in recipe.items() if getattr(cfg, f) is None})
         write_model_files(cfg.name, out)
         state = {"step": 0, "next_index": 0, "elapsed_s": 0.0, "config": asdict(cfg), "loss": None}
     if processes == 1:
