@@ -10,13 +10,16 @@ from typer.testing import CliRunner
 
 from specflash.cli import app
 from specflash.world.build import new_model
+from specflash.world.processing import load_processor
 from specflash.world.train import (
     TASK_MIX,
     ResumeMismatch,
     TrainConfig,
+    _batch,
     _optimizer,
     _resumed_config,
     _stage_2_options,
+    answer_loss,
     check_losses,
     check_vision_lr_scale,
     default_lookup_loss_weight,
@@ -164,6 +167,21 @@ def test_what_stage_2_freezes(tmp_path):
     assert frozen_in_stage_2(llava, "llava", replace(cfg, vision_lr_scale=0.0)) == tower + projector
     text = new_model("world-text-tiny", "tiny", tmp_path, 0)
     assert frozen_in_stage_2(text, "text", replace(cfg, name="world-text-tiny", freeze_vision_tower=True)) == []
+
+
+@pytest.mark.parametrize("name", ["world-qwen-tiny", "world-llava-tiny", "world-text-tiny"])
+def test_the_answer_loss_is_the_models_own_loss(tmp_path, name):
+    """Stage 2 applies the output head at the answer positions alone: the same loss as the model's own,
+    which computes logits everywhere (a mean, or a sum over a given count as in data-parallel runs)."""
+    torch.set_num_threads(1)
+    model = new_model(name, "tiny", tmp_path, 0)
+    cfg = replace(TrainConfig(name=name, out=str(tmp_path)), mix=task_mix(name, None))
+    batch, _ = _batch(load_processor(tmp_path), cfg, range(4))
+    hidden = model.model(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state
+    total = 2 * (batch["labels"][:, 1:] != -100).sum()
+    assert answer_loss(model, hidden, batch["labels"]).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+    own = model(**batch, num_items_in_batch=total).loss.item()
+    assert answer_loss(model, hidden, batch["labels"], total).item() == pytest.approx(own, rel=1e-5)
 
 
 def test_vision_steps_are_ignored_for_the_text_target(tmp_path):

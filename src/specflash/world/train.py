@@ -25,6 +25,7 @@ from .lookup_attention import lookup_loss, lookup_targets, targeted_queries, use
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import Sample, make_sample
 from .video_changes import change_labels, change_loss
+from .vision_speed import use_fast_vision
 from .vision_warmup import WARMUP_BATCH, projector_parameters, vision_parameters, warmup_vision
 
 TASK_MIX = {
@@ -184,6 +185,17 @@ def _batch(processor, cfg: TrainConfig, indices: Sequence[int]) -> tuple[dict[st
     return {name: value.to(cfg.device) for name, value in inputs.items()}, samples
 
 
+def answer_loss(model, hidden: torch.Tensor, labels: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
+    """The causal LM loss of the labelled tokens, with the output head applied at the positions that
+    predict them alone (the model's own loss computes logits at every position, most of which it
+    ignores). With `total` the summed cross-entropy is divided by it instead of averaged."""
+    targets = labels[:, 1:]
+    predicting = targets != -100
+    logits = model.lm_head(hidden[:, :-1][predicting])
+    summed = torch.nn.functional.cross_entropy(logits.float(), targets[predicting], reduction="sum")
+    return summed / (predicting.sum() if total is None else total)
+
+
 def _loss(model, processor, cfg: TrainConfig, start: int, group: Group = SINGLE) -> torch.Tensor:
     """The answer loss of the batch from sample `start` on, plus the weighted change loss
     (video_changes.py) and lookup loss (lookup_attention.py) where they are on. A process of a
@@ -205,9 +217,9 @@ def _loss(model, processor, cfg: TrainConfig, start: int, group: Group = SINGLE)
             (labels != -100).sum().item() if changes else 0,
         ]
         answers, lookup_total, change_total = group.total(torch.tensor(counts))
-    loss_options = {} if answers is None else {"num_items_in_batch": answers}
-    out = model(**batch, output_hidden_states=changes, output_attentions=lookups, **loss_options)
-    loss = out.loss
+    inputs = {name: value for name, value in batch.items() if name != "labels"}
+    out = model.model(**inputs, output_hidden_states=changes, output_attentions=lookups)
+    loss = answer_loss(model, out.last_hidden_state, batch["labels"], answers)
     if changes:
         loss = loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, labels, change_total)
     if lookups:
@@ -354,6 +366,7 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
         optimizer = _optimizer(model, family, cfg)
     processor = load_processor(out)
     model.train()
+    use_fast_vision(model)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
