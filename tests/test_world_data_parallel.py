@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from specflash.cli import app
 from specflash.world.build import init_model, write_model_files
 from specflash.world.data_parallel import SINGLE, Group, run_parallel
-from specflash.world.lookup_attention import use_lookup_attention
+from specflash.world.packing import use_packed_attention
 from specflash.world.processing import load_processor
 from specflash.world.train import TrainConfig, _loss, _task_for, check_processes
 from specflash.world.vision_warmup import CHANGE_CLASS_WEIGHTS, CHANGES, _change_loss, warmup_vision
@@ -24,7 +24,7 @@ MIX = {"instruct": 0.5, "video": 0.5}
 def _stage_2_gradients(group: Group, cfg: TrainConfig, start: int, path: str) -> None:
     model = init_model(cfg.name, "tiny", Path(cfg.out), cfg.seed)
     model.train()
-    use_lookup_attention(model)
+    use_packed_attention(model)
     loss = _loss(model, load_processor(cfg.out), cfg, start, group)
     loss.backward()
     parameters = list(model.parameters())

@@ -11,12 +11,12 @@ from specflash.world.lookup_attention import (
     FETCH_LAYER,
     FIND_LAYER,
     Lookup,
-    QueriesAndKeys,
+    in_row,
     lookup_loss,
     lookup_targets,
-    use_lookup_attention,
 )
 from specflash.world.models import shipped_path
+from specflash.world.packing import QueriesAndKeys, use_packed_attention
 from specflash.world.parse import NAME_TO_KIND, words
 from specflash.world.processing import assistant_labels, encode, load_processor, tokenizer_of
 from specflash.world.scenes import COLORS, GRID
@@ -108,8 +108,9 @@ def test_captions_videos_and_text_get_no_target(name, task):
 def _layers(batch: int, heads: int, positions: int) -> tuple[QueriesAndKeys, ...]:
     """Layers whose every query attends uniformly: queries of zeros, keys that say which position they are."""
     keys = torch.eye(positions).expand(batch, heads // 2, positions, positions)  # two heads share a key head
-    mask = torch.zeros(batch, 1, positions, positions)
-    return tuple(QueriesAndKeys(torch.zeros(batch, heads, positions, positions), keys, mask, 1.0) for _ in range(4))
+    one_sample = torch.zeros(batch, positions, dtype=torch.long)
+    queries = torch.zeros(batch, heads, positions, positions)
+    return tuple(QueriesAndKeys(queries.clone(), keys, one_sample.clone(), 1.0) for _ in range(4))
 
 
 def test_loss_is_low_when_each_head_looks_at_its_keys():
@@ -119,19 +120,31 @@ def test_loss_is_low_when_each_head_looks_at_its_keys():
         Lookup(1, 0, 0, torch.tensor([4, 5]), torch.tensor([1, 2])),
     ]
     spread = lookup_loss(layers, targets)
-    assert spread.item() == pytest.approx((math.log(6) + 2 * math.log(3)) / 3)
+    # each query sees the keys up to itself: 4 keys for query 3, then 5 and 6
+    assert spread.item() == pytest.approx((math.log(4) + math.log(5 / 2) + math.log(6 / 2)) / 3)
     layers[0].query[1, 1, 3, 1] = 50.0  # position 3 of head 1 now looks at key 1 only
     layers[1].query[0, 0, 4:, 1:3] = 50.0  # positions 4 and 5 of head 0 at keys 1 and 2
     assert lookup_loss(layers, targets).item() < 1e-5 < spread.item()
     assert lookup_loss(layers, []).item() == 0
 
 
-def test_the_mask_hides_keys_from_a_query():
-    layers = _layers(1, 4, 6)
-    layers[0].mask[0, 0, 3, 4:] = torch.finfo(torch.float32).min  # position 3 sees keys 0-3 only
-    assert lookup_loss(layers, [Lookup(0, 0, 0, torch.tensor([3]), torch.tensor([1]))]).item() == pytest.approx(
-        math.log(4)
+def test_a_query_sees_its_own_sample_up_to_itself():
+    layers = _layers(1, 4, 7)
+    uniform = lookup_loss(layers, [Lookup(0, 0, 0, torch.tensor([3]), torch.tensor([1]))]).item()
+    assert uniform == pytest.approx(math.log(4))  # keys 0-3 of 7
+    for layer in layers:
+        layer.sequences[0, 2:] = 1  # packed: positions 0-1 are one sample, 2-6 the next
+    assert lookup_loss(layers, [Lookup(0, 0, 0, torch.tensor([3]), torch.tensor([2]))]).item() == pytest.approx(
+        math.log(2)
     )
+    assert lookup_loss(layers, [Lookup(0, 0, 0, torch.tensor([1]), torch.tensor([0]))]).item() == pytest.approx(
+        math.log(2)
+    )
+
+
+def test_a_target_moves_with_its_sample_into_the_packed_row():
+    target = in_row(Lookup(1, 0, 3, torch.tensor([5, 6]), torch.tensor([2])), 40)
+    assert (target.row, target.queries.tolist(), target.keys.tolist()) == (0, [45, 46], [42])
 
 
 @pytest.mark.parametrize("name", list(IMAGE_TOKEN))
@@ -144,7 +157,7 @@ def test_the_loss_reads_the_attention_weights_eager_attention_returns(name):
     inputs = {k: v for k, v in inputs.items() if k != "labels"}
     with torch.no_grad():
         weights = model(**inputs, output_attentions=True).attentions
-        use_lookup_attention(model)
+        use_packed_attention(model)
         loss = lookup_loss(model(**inputs, output_attentions=True).attentions, targets)
     masses = [weights[t.layer][t.row, t.head][t.queries][:, t.keys].sum(-1) for t in targets]
     assert loss.item() == pytest.approx(-torch.log(torch.cat(masses)).mean().item(), rel=1e-5)
@@ -154,5 +167,5 @@ def test_loss_explains_what_it_cannot_read():
     layers = _layers(1, 2, 6)
     with pytest.raises(ValueError, match="no head 3 in layer 0"):
         lookup_loss(layers, [Lookup(0, 3, 0, torch.tensor([3]), torch.tensor([1]))])
-    with pytest.raises(ValueError, match="use_lookup_attention"):
+    with pytest.raises(ValueError, match="use_packed_attention"):
         lookup_loss((None,) * 4, [])

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from specflash.world.build import new_model
-from specflash.world.lookup_attention import use_lookup_attention
+from specflash.world.packing import use_packed_attention
 from specflash.world.processing import load_processor, video_pixels
 from specflash.world.vision_speed import use_fast_vision
 
@@ -31,7 +31,7 @@ def test_the_fast_vision_tower_computes_what_the_stock_one_does(tmp_path):
     stock = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
     fast = new_model("world-qwen-tiny", "tiny", tmp_path, 0)
     use_fast_vision(fast)
-    use_lookup_attention(fast)  # the language model's attention does not undo the tower's
+    use_packed_attention(fast)  # the language model's attention does not undo the tower's
     assert fast.model.visual.config._attn_implementation != stock.model.visual.config._attn_implementation
     processor = load_processor(tmp_path)
     expected, got = _tower_outputs(stock, processor), _tower_outputs(fast, processor)

@@ -21,10 +21,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from transformers import AttentionInterface, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers import PreTrainedTokenizerBase
 
+from .packing import QueriesAndKeys
 from .parse import NAME_TO_KIND
 from .processing import one_token_ids
 from .scenes import COLORS, GRID, Scene
@@ -33,27 +32,6 @@ from .vision_warmup import TOKEN_GRID, cells_of_tokens
 
 # the find hop uses head i for image i (the targets have 4 heads per layer, prompts at most 2 images)
 FIND_LAYER, FETCH_LAYER, FETCH_HEAD = 0, 1, 0
-LOOKUP_ATTENTION = "specflash_lookup"
-
-
-class QueriesAndKeys(NamedTuple):
-    """What one language layer's attention weights come from. The loss computes the few rows of weights
-    it reads from these; the whole [batch, heads, positions, positions] weights of eager attention cost
-    about a fifth of a training step."""
-
-    query: torch.Tensor  # [batch, heads, positions, head_dim], position encoding applied
-    key: torch.Tensor  # [batch, key_heads, positions, head_dim]
-    mask: torch.Tensor  # additive, [batch, 1, positions, positions]
-    scaling: float
-
-
-def _lookup_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-    """sdpa attention that also returns, where transformers returns attention weights, what they come
-    from (registered as LOOKUP_ATTENTION by use_lookup_attention)."""
-    kwargs.pop("output_attentions", None)
-    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    return output, QueriesAndKeys(query, key, attention_mask, scaling)
 
 
 class Lookup(NamedTuple):
@@ -145,12 +123,15 @@ def lookup_targets(
     return targets
 
 
-def use_lookup_attention(model: PreTrainedModel) -> None:
-    """Run `model`'s language model with LOOKUP_ATTENTION, so that a forward pass with
-    `output_attentions=True` returns each layer's QueriesAndKeys for lookup_loss."""
-    AttentionInterface.register(LOOKUP_ATTENTION, _lookup_attention)
-    AttentionMaskInterface.register(LOOKUP_ATTENTION, eager_mask)  # additive, never skipped
-    model.set_attn_implementation({"text_config": LOOKUP_ATTENTION})
+def in_row(target: Lookup, start: int) -> Lookup:
+    """The target of a sample now lying in row 0 of a packed batch from position `start` on."""
+    return target._replace(row=0, queries=target.queries + start, keys=target.keys + start)
+
+
+def _visible(sequences: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """[queries, positions]: the keys each query attends to, causal within its own packed sample."""
+    keys = torch.arange(len(sequences))
+    return (keys <= queries[:, None]) & (sequences == sequences[queries][:, None])
 
 
 def targeted_queries(targets: list[Lookup]) -> int:
@@ -166,7 +147,7 @@ def lookup_loss(
     data-parallel run passes the whole batch's targeted_queries."""
     if not layers or not isinstance(layers[0], QueriesAndKeys):
         raise ValueError(
-            "the lookup loss needs each layer's queries and keys: run the model after use_lookup_attention()"
+            "the lookup loss needs each layer's queries and keys: run the model after use_packed_attention()"
         )
     if not targets:
         return layers[0].query.new_zeros(())
@@ -186,13 +167,14 @@ def lookup_loss(
             slices[layer] = (
                 [q.unbind(0) for q in qk.query.unbind(0)],
                 [k.unbind(0) for k in qk.key.unbind(0)],
-                qk.mask.unbind(0),
+                qk.sequences.unbind(0),
                 qk.scaling,
             )
-        query, key, mask, scaling = slices[layer]
+        query, key, sequences, scaling = slices[layer]
         k = key[row][head // (heads // kv_heads)]  # grouped-query attention: heads share a key head
         q_at = queries.to(k.device)
-        scores = query[row][head][q_at] @ k.T * scaling + mask[row][0, q_at, : len(k)]
+        scores = query[row][head][q_at] @ k.T * scaling
+        scores = scores.masked_fill(~_visible(sequences[row], queries).to(k.device), float("-inf"))
         losses.append(scores.logsumexp(-1) - scores[:, keys.to(k.device)].logsumexp(-1))
     losses = torch.cat(losses)
     return losses.mean() if total is None else losses.sum() / total

@@ -21,7 +21,8 @@ from transformers.utils import logging as hf_logging
 from ..schedule import warmup_cosine
 from .build import MODEL_CLASSES, family_of, init_model, write_model_files
 from .data_parallel import SINGLE, Group, run_parallel
-from .lookup_attention import lookup_loss, lookup_targets, targeted_queries, use_lookup_attention
+from .lookup_attention import in_row, lookup_loss, lookup_targets, targeted_queries
+from .packing import pack, use_packed_attention
 from .processing import assistant_labels, encode, load_processor, tokenizer_of
 from .tasks import Sample, make_sample
 from .video_changes import change_labels, change_loss
@@ -198,15 +199,16 @@ def answer_loss(model, hidden: torch.Tensor, labels: torch.Tensor, total: torch.
 
 def _loss(model, processor, cfg: TrainConfig, start: int, group: Group = SINGLE) -> torch.Tensor:
     """The answer loss of the batch from sample `start` on, plus the weighted change loss
-    (video_changes.py) and lookup loss (lookup_attention.py) where they are on. A process of a
-    data-parallel group computes its share, with every sum divided by the whole batch's count, so that
-    the processes' losses add up to the batch's."""
+    (video_changes.py) and lookup loss (lookup_attention.py) where they are on. The batch runs packed
+    (packing.py; the model runs use_packed_attention). A process of a data-parallel group computes its
+    share, with every sum divided by the whole batch's count, so that the processes' losses add up to
+    the batch's."""
     batch, samples = _batch(processor, cfg, group.share(range(start, start + cfg.batch)))
     # check_losses (in train) refused a loss that the run's samples have no inputs for
     changes, lookups = cfg.change_loss_weight > 0, cfg.lookup_loss_weight > 0
     tokenizer = tokenizer_of(processor)
     if changes:
-        labels = change_labels(batch["input_ids"], samples, tokenizer, model.config.video_token_id)
+        batch["change_labels"] = change_labels(batch["input_ids"], samples, tokenizer, model.config.video_token_id)
     if lookups:
         targets = lookup_targets(batch["input_ids"], batch["labels"], samples, tokenizer, model.config.image_token_id)
     answers = lookup_total = change_total = None  # None: each loss is the mean over this batch
@@ -214,15 +216,19 @@ def _loss(model, processor, cfg: TrainConfig, start: int, group: Group = SINGLE)
         counts = [
             (batch["labels"][:, 1:] != -100).sum().item(),  # the tokens the answer loss predicts
             targeted_queries(targets) if lookups else 0,
-            (labels != -100).sum().item() if changes else 0,
+            (batch["change_labels"] != -100).sum().item() if changes else 0,
         ]
         answers, lookup_total, change_total = group.total(torch.tensor(counts))
-    inputs = {name: value for name, value in batch.items() if name != "labels"}
+    packed = pack(model, batch)
+    inputs = {k: v for k, v in packed.inputs.items() if k not in ("labels", "change_labels")}
     out = model.model(**inputs, output_hidden_states=changes, output_attentions=lookups)
-    loss = answer_loss(model, out.last_hidden_state, batch["labels"], answers)
+    loss = answer_loss(model, out.last_hidden_state, packed.inputs["labels"], answers)
     if changes:
-        loss = loss + cfg.change_loss_weight * change_loss(model, out.hidden_states, labels, change_total)
+        loss = loss + cfg.change_loss_weight * change_loss(
+            model, out.hidden_states, packed.inputs["change_labels"], change_total
+        )
     if lookups:
+        targets = [in_row(t, packed.starts[t.row]) for t in targets]
         loss = loss + cfg.lookup_loss_weight * lookup_loss(out.attentions, targets, lookup_total)
     return loss
 
@@ -367,6 +373,7 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
     processor = load_processor(out)
     model.train()
     use_fast_vision(model)
+    use_packed_attention(model)  # stage 2's batches are packed
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -405,9 +412,6 @@ def _train(group: Group, cfg: TrainConfig, state: dict, resumed: bool) -> dict:
         for p in frozen_in_stage_2(model, family, cfg):
             p.requires_grad_(False)  # no backward pass through them, and no optimizer moments
         if cfg.lookup_loss_weight > 0:
-            # the lookup loss reads the language model's attention from its queries and keys (set after
-            # the warm-up, so that the warm-up is the same with and without it)
-            use_lookup_attention(model)
             # output_attentions reaches the vision tower too, whose sdpa attention would warn that it has
             # no weights to return: only the language model's are read
             hf_logging.get_logger("transformers.integrations.sdpa_attention").setLevel(hf_logging.ERROR)
