@@ -42,7 +42,7 @@ def sequence_ids(position_ids: torch.Tensor | None, batch: int, length: int) -> 
     return torch.zeros(batch, length, dtype=torch.long) if found is None else found.cpu()
 
 
-def packed_attention(module, query, key, value, attention_mask, scaling=None, position_ids=None, **kwargs):
+def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_ids=None, **kwargs):
     """Causal sdpa attention within each sample of each row (samples told apart by position_ids), one
     call per sample; returns [batch, positions, heads, dim] and the layer's QueriesAndKeys."""
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
@@ -54,7 +54,10 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, po
     for row in range(batch):
         lengths = torch.unique_consecutive(sequences[row], return_counts=True)[1].tolist()
         parts = zip(*(x[row : row + 1].split(lengths, dim=2) for x in (query, keys, values)), strict=True)
-        outputs = [F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling) for q, k, v in parts]
+        outputs = [
+            F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling)
+            for q, k, v in parts
+        ]
         rows.append(torch.cat(outputs, dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), QueriesAndKeys(query, key, sequences, scaling)
 
