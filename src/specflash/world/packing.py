@@ -42,7 +42,17 @@ def sequence_ids(position_ids: torch.Tensor | None, batch: int, length: int) -> 
     return torch.zeros(batch, length, dtype=torch.long) if found is None else found.cpu()
 
 
-def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, position_ids=None, **kwargs):
+def packed_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    position_ids: torch.Tensor | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, QueriesAndKeys]:
     """Causal sdpa attention within each sample of each row (samples told apart by position_ids), one
     call per sample; returns [batch, positions, heads, dim] and the layer's QueriesAndKeys."""
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
@@ -91,6 +101,8 @@ def _own_positions(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> to
 
 
 class Packed(NamedTuple):
+    """A batch packed into one row, and where each of its samples starts there."""
+
     inputs: dict[str, torch.Tensor]  # one row: model inputs, labels and any other SEQUENCE_KEYS
     starts: list[int]  # where each sample starts in the row
 
