@@ -36,9 +36,7 @@ class QueriesAndKeys(NamedTuple):
 def sequence_ids(position_ids: torch.Tensor | None, batch: int, length: int) -> torch.Tensor:
     """Which sample of its row each position belongs to: a new one starts where the positions do not
     go on by one. Without positions, each row is one sample (padded on the right)."""
-    if position_ids is None:
-        return torch.zeros(batch, length, dtype=torch.long)
-    found = find_packed_sequence_indices(position_ids.expand(batch, -1))
+    found = None if position_ids is None else find_packed_sequence_indices(position_ids.expand(batch, -1))
     return torch.zeros(batch, length, dtype=torch.long) if found is None else found.cpu()
 
 
