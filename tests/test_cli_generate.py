@@ -38,6 +38,23 @@ def test_compare_prints_both_outputs_identical_with_speeds(images):
     assert "tokens/s" in out and "tau" in out
 
 
+def _count(output: str, row: str) -> int:
+    """The speculative column of one row of the stats table."""
+    return int(re.search(rf"{row}\s*│\s*(\d+)", output).group(1))
+
+
+def test_the_tree_options_reach_the_decoder(images):
+    # FLASH proposes 3 tokens a forward: a depth-3 tree takes one draft forward a cycle, the default depth 6 two.
+    args = ("-p", "Describe the image.", "-i", str(images / "a.png"), "--compare", "--max-new-tokens", "24")
+    shallow = _generate(*args, "--depth", "3", "--total-tokens", "20")
+    default = _generate(*args)
+    for result in (shallow, default):
+        assert result.exit_code == 0, result.output
+        assert "outputs: identical" in result.output
+    assert _count(shallow.output, "draft forwards") <= _count(shallow.output, "target forwards")
+    assert _count(default.output, "draft forwards") > _count(default.output, "target forwards")
+
+
 def test_two_images_and_streaming(images):
     result = _generate(
         "-p",
@@ -71,6 +88,7 @@ def test_a_video_reaches_llava_as_frames(tmp_path):
         (["-i", "{bad}"], "not a decodable PNG or JPEG"),
         (["--draft", "no-such-draft"], "neither a draft directory nor a shipped draft"),
         (["-i", "{a}"] * 20, "exceeds the model's context"),
+        (["--total-tokens", "1000"], "exceeds the 328 nodes that depth 6 and top_k 8 can propose"),
     ],
 )
 def test_user_mistakes_end_with_a_message_not_a_traceback(images, tmp_path, args, message):

@@ -22,3 +22,8 @@ def test_a_missing_serve_extra_is_named(monkeypatch):
 def test_allow_files_must_be_a_directory(tmp_path):
     result = runner.invoke(app, ["serve", "--allow-files", str(tmp_path / "none")])
     assert result.exit_code == 2 and "is not a directory" in " ".join(result.output.split())
+
+
+def test_a_tree_too_large_for_its_depth_is_refused():
+    result = runner.invoke(app, ["serve", "--depth", "2", "--top-k", "2", "--total-tokens", "10"])
+    assert result.exit_code == 2 and "exceeds the 6 nodes" in " ".join(result.output.split())

@@ -19,12 +19,20 @@ from rich.table import Table
 
 from specflash.media import DEFAULT_MAX_FRAMES, DEFAULT_VIDEO_FPS, load_image, load_video
 from specflash.pipeline import DEFAULT_TARGET, ChatResult, Pipeline, UntrainedDraftWarning, load
+from specflash.tree import TreeConfig
 
 console = Console()
 errors = Console(stderr=True)
 
 TARGET_HELP = f"Hub id, model directory or shipped world name (default {DEFAULT_TARGET})."
 DRAFT_HELP = "Draft directory or shipped draft name (default: the target's shipped FLASH draft, if any)."
+# The draft tree, shared by generate, serve and bench: which size pays depends on the machine (docs/results.md).
+DEFAULT_TREE = TreeConfig()
+DEPTH_OPTION = typer.Option(DEFAULT_TREE.depth, min=1, help="Tree depth: most draft tokens along one path.")
+TOP_K_OPTION = typer.Option(DEFAULT_TREE.top_k, min=1, help="Tree expansion per level.")
+TOTAL_TOKENS_OPTION = typer.Option(
+    DEFAULT_TREE.total_tokens, min=1, help="Draft tokens the target verifies per cycle (the tree's size)."
+)
 
 
 @contextmanager
@@ -37,10 +45,10 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def load_pipeline(target: str | None, draft: str | None, device: str | None) -> Pipeline:
+def load_pipeline(target: str | None, draft: str | None, device: str | None, tree: TreeConfig) -> Pipeline:
     with console.status("loading the target and draft"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedDraftWarning)  # said below, once, in plain words
-        pipe = load(target=target, draft=draft, device=device)
+        pipe = load(target=target, draft=draft, tree=tree, device=device)
     draft_label = pipe.draft_name if pipe.draft_trained else "[yellow]untrained[/]"
     console.print(f"target [bold]{pipe.target_name}[/] ({pipe.target.family_name}), draft {draft_label}")
     if not pipe.draft_trained:
@@ -83,13 +91,17 @@ def generate(
     seed: int = typer.Option(0, help="Sampling seed."),
     compare: bool = typer.Option(False, help="Also decode plainly and compare outputs and speed."),
     stream: bool = typer.Option(False, help="Print the answer as it is decoded."),
+    depth: int = DEPTH_OPTION,
+    top_k: int = TOP_K_OPTION,
+    total_tokens: int = TOTAL_TOKENS_OPTION,
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
 ) -> None:
     """Answer a prompt about images or a video with speculative decoding."""
     with user_errors():
+        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
         images = [load_image(path) for path in image or []]
         frames = load_video(video, fps=fps, max_frames=max_frames) if video is not None else None
-        pipe = load_pipeline(target, draft, device)
+        pipe = load_pipeline(target, draft, device, tree)
         if frames is not None and not pipe.takes_video and pipe.takes_images:
             console.print(f"{pipe.target_name} takes no video input: its {len(frames)} frames go in as images")
         options = dict(
@@ -134,6 +146,9 @@ def serve(
         None, help="Directory whose files requests may name as images (file:// or plain paths); none otherwise."
     ),
     max_tokens: int = typer.Option(1024, help="Largest max_tokens a request may ask for."),
+    depth: int = DEPTH_OPTION,
+    top_k: int = TOP_K_OPTION,
+    total_tokens: int = TOTAL_TOKENS_OPTION,
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions)."""
@@ -149,6 +164,7 @@ def serve(
     with user_errors():
         if allow_files is not None and not allow_files.is_dir():
             raise ValueError(f"--allow-files {allow_files} is not a directory")
-        pipe = load_pipeline(target, draft, device)
+        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
+        pipe = load_pipeline(target, draft, device, tree)
     console.print(f"serving on http://{host}:{port}/v1")
     run_server(pipe, host=host, port=port, allow_files=allow_files, limits=Limits(max_tokens=max_tokens))

@@ -10,6 +10,7 @@ from rich.progress import Progress
 
 from specflash.bench.report import plot, print_table, summarize, write_summary
 from specflash.bench.runner import AR, Bench, tasks_for
+from specflash.commands import DEPTH_OPTION, TOP_K_OPTION, TOTAL_TOKENS_OPTION
 from specflash.draft import Draft
 from specflash.pipeline import DEFAULT_TARGET, Pipeline, load_target, resolve_draft
 from specflash.tree import TreeConfig
@@ -44,9 +45,9 @@ def bench(
     temperature: float = typer.Option(0.0, min=0.0),
     seed: int = typer.Option(0, help="Seed of the held-out samples and of sampling."),
     max_new_tokens: int = typer.Option(128, min=1),
-    depth: int = typer.Option(6, min=1, help="Tree depth."),
-    top_k: int = typer.Option(8, min=1, help="Tree expansion per level."),
-    total_tokens: int = typer.Option(60, min=1, help="Draft tokens verified per cycle."),
+    depth: int = DEPTH_OPTION,
+    top_k: int = TOP_K_OPTION,
+    total_tokens: int = TOTAL_TOKENS_OPTION,
     ablate: bool = typer.Option(False, help="Run AR, eagle, latents-only, sar-only and flash drafts."),
     profile: bool = typer.Option(False, help="Time a real-size architecture with random weights instead."),
     shape: str = typer.Option("llava-1.5-7b", help="--profile: llava-1.5-7b or qwen2.5-vl-7b."),
