@@ -1,4 +1,5 @@
-"""`specflash generate`: the embedded default end to end, --compare, and one-line errors for user mistakes."""
+"""`specflash generate`: the embedded default end to end, --compare, the tree options (serve's too), and one-line
+errors for user mistakes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from test_pipeline_helpers import scene_image, target_arg, write_video
 from typer.testing import CliRunner
 
+from specflash import commands
 from specflash.cli import app
+from specflash.tree import TreeConfig
 
 runner = CliRunner()
 
@@ -53,6 +56,21 @@ def test_the_tree_options_reach_the_decoder(images):
         assert "outputs: identical" in result.output
     assert _count(shallow.output, "draft forwards") <= _count(shallow.output, "target forwards")
     assert _count(default.output, "draft forwards") > _count(default.output, "target forwards")
+
+
+@pytest.mark.parametrize("command", [["generate", "-p", "Describe."], ["serve"]])
+def test_every_tree_option_reaches_the_pipeline(monkeypatch, command):
+    asked = {}
+
+    def fake_load(**options):
+        asked.update(options)
+        raise ValueError("stopped after loading")
+
+    monkeypatch.setattr(commands, "load", fake_load)
+    tree = ["--depth", "3", "--top-k", "4", "--total-tokens", "20"]
+    result = runner.invoke(app, [*command, *tree])
+    assert result.exit_code == 2 and "stopped after loading" in result.output
+    assert asked["tree"] == TreeConfig(depth=3, top_k=4, total_tokens=20)
 
 
 def test_two_images_and_streaming(images):
