@@ -17,6 +17,7 @@ FIELDS = {
     "tau",
     "alpha_by_depth",
     "draft_forwards_per_cycle",
+    "tree_tokens_per_cycle",
     "draft_time_share",
     "tokens_per_s",
     "prefill_time",
@@ -89,6 +90,9 @@ def test_exact_at_temperature_zero_and_metrics_as_defined(run) -> None:
             assert result["speedup"] == pytest.approx(tokens / sum(r["wall_time"] for r in rows) / ar_rate)
             assert result["tau"] == pytest.approx(tokens / sum(len(r["accept_lengths"]) for r in rows))
             assert all(sum(r["accept_lengths"]) == r["new_tokens"] for r in rows)
+            sizes = [size for r in rows for size in r["tree_sizes"]]
+            assert all(1 <= size <= 12 for size in sizes) and (method == "ar") == (not sizes)
+            assert result["tree_tokens_per_cycle"] == pytest.approx(sum(sizes) / len(sizes) if sizes else 0)
         assert next(r for r in summary["results"] if r["method"] == "ar" and r["task"] == task)["tau"] == 1.0
 
 

@@ -68,9 +68,10 @@ def test_every_tree_option_reaches_the_pipeline(monkeypatch, command):
 
     monkeypatch.setattr(commands, "load", fake_load)
     tree = ["--depth", "3", "--top-k", "4", "--total-tokens", "20"]
-    result = runner.invoke(app, [*command, *tree])
-    assert result.exit_code == 2 and "stopped after loading" in result.output
-    assert asked["tree"] == TreeConfig(depth=3, top_k=4, total_tokens=20)
+    for sizing, adaptive in ((["--fixed-tree"], False), ([], True)):
+        result = runner.invoke(app, [*command, *tree, *sizing])
+        assert result.exit_code == 2 and "stopped after loading" in result.output
+        assert asked["tree"] == TreeConfig(depth=3, top_k=4, total_tokens=20, adaptive=adaptive)
 
 
 def test_two_images_and_streaming(images):

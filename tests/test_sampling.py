@@ -12,7 +12,7 @@ import tiny
 import torch
 from scipy.stats import chisquare
 
-from specflash import Draft, DraftConfig, SpeculativeGenerator, TreeConfig
+from specflash import CycleCost, Draft, DraftConfig, SpeculativeGenerator, TreeConfig
 from specflash.accept import Sampling
 
 VOCAB, SAMPLES, NEW = 6, 3000, 3
@@ -59,7 +59,9 @@ def make_setup(config: DraftConfig):
     with torch.no_grad():  # a peaked law (not near-uniform) makes a wrong sampler easier to catch
         target.model.lm_head.weight *= 4
     draft = Draft.for_target(target, config, seed=3)
-    generator = SpeculativeGenerator(target, draft, TreeConfig(depth=3, top_k=2, total_tokens=6))
+    # adaptive trees, by a cost given rather than measured: every run draws the same samples per seed
+    cost = CycleCost(draft=1.0, verify=tuple(1.0 + 0.2 * n for n in range(7)))
+    generator = SpeculativeGenerator(target, draft, TreeConfig(depth=3, top_k=2, total_tokens=6), cost=cost)
     return target, generator, [1, 3, 4, 5, 3]
 
 

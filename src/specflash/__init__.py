@@ -8,12 +8,14 @@ from specflash.generate import (
     autoregressive_generate,
 )
 from specflash.pipeline import Pipeline, load
+from specflash.sizing import CycleCost
 from specflash.targets import Target
 from specflash.tree import TreeConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CycleCost",
     "Draft",
     "DraftConfig",
     "GenerationResult",

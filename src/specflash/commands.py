@@ -31,7 +31,13 @@ DEFAULT_TREE = TreeConfig()
 DEPTH_OPTION = typer.Option(DEFAULT_TREE.depth, min=1, help="Tree depth: most draft tokens along one path.")
 TOP_K_OPTION = typer.Option(DEFAULT_TREE.top_k, min=1, help="Tree expansion per level.")
 TOTAL_TOKENS_OPTION = typer.Option(
-    DEFAULT_TREE.total_tokens, min=1, help="Draft tokens the target verifies per cycle (the tree's size)."
+    DEFAULT_TREE.total_tokens, min=1, help="Most draft tokens the target verifies per cycle (the tree's size)."
+)
+ADAPTIVE_OPTION = typer.Option(
+    DEFAULT_TREE.adaptive,
+    "--adaptive-tree/--fixed-tree",
+    help="Verify as many of the best --total-tokens as pay for themselves on this machine (measured at the "
+    "first request), or all of them every cycle.",
 )
 
 
@@ -94,11 +100,12 @@ def generate(
     depth: int = DEPTH_OPTION,
     top_k: int = TOP_K_OPTION,
     total_tokens: int = TOTAL_TOKENS_OPTION,
+    adaptive_tree: bool = ADAPTIVE_OPTION,
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
 ) -> None:
     """Answer a prompt about images or a video with speculative decoding."""
     with user_errors():
-        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
+        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens, adaptive=adaptive_tree)
         images = [load_image(path) for path in image or []]
         frames = load_video(video, fps=fps, max_frames=max_frames) if video is not None else None
         pipe = load_pipeline(target, draft, device, tree)
@@ -149,6 +156,7 @@ def serve(
     depth: int = DEPTH_OPTION,
     top_k: int = TOP_K_OPTION,
     total_tokens: int = TOTAL_TOKENS_OPTION,
+    adaptive_tree: bool = ADAPTIVE_OPTION,
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions)."""
@@ -164,7 +172,7 @@ def serve(
     with user_errors():
         if allow_files is not None and not allow_files.is_dir():
             raise ValueError(f"--allow-files {allow_files} is not a directory")
-        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
+        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens, adaptive=adaptive_tree)
         pipe = load_pipeline(target, draft, device, tree)
     console.print(f"serving on http://{host}:{port}/v1")
     run_server(pipe, host=host, port=port, allow_files=allow_files, limits=Limits(max_tokens=max_tokens))

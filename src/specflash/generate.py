@@ -15,8 +15,9 @@ import torch
 
 from specflash.accept import Acceptance, Sampling, accept
 from specflash.draft import Draft, Drafter
+from specflash.sizing import CycleCost, measure_cycle_cost
 from specflash.targets import Prefill, Target, TargetState
-from specflash.tree import Tree, TreeConfig, grow
+from specflash.tree import Size, Tree, TreeConfig, grow
 
 # Called with (row, token ids) each time a row's output grows.
 StreamCallback = Callable[[int, list[int]], None]
@@ -36,8 +37,12 @@ class GenerationStats:
     # Draft tokens the target accepted in each (row, verification cycle), before any stop cut.
     draft_accepted: list[int] = field(default_factory=list)
     draft_forwards: int = 0
+    # Draft nodes the target verified in each verification cycle (the tree's size, root excluded).
+    tree_sizes: list[int] = field(default_factory=list)
     wall_time: float = 0.0
     prefill_time: float = 0.0
+    # Measuring this machine's cycle cost for an adaptive tree: the first request of each batch size.
+    sizing_time: float = 0.0
     draft_time: float = 0.0
     verify_time: float = 0.0
 
@@ -194,9 +199,17 @@ def autoregressive_generate(
 
 
 class SpeculativeGenerator:
-    """FLASH / EAGLE-style speculative decoding; output equals the target's own (lossless)."""
+    """FLASH / EAGLE-style speculative decoding; output equals the target's own (lossless).
 
-    def __init__(self, target: Target, draft: Draft, tree: TreeConfig | None = None) -> None:
+    An adaptive tree (the default) sizes each cycle's tree by `cost`, or, without one, by the cost this
+    generator measures on its first request of each batch size (sizing.py) and keeps: so one generator
+    samples the same tokens for the same seed, while another, measuring again, may size some trees
+    differently (greedy output never changes). Pass a `cost` to fix the sizes across processes.
+    """
+
+    def __init__(
+        self, target: Target, draft: Draft, tree: TreeConfig | None = None, cost: CycleCost | None = None
+    ) -> None:
         draft.check_target(target)
         self.target, self.draft = target, draft.to(device=target.device, dtype=target.dtype).eval()
         self.tree = tree or TreeConfig()
@@ -205,6 +218,22 @@ class SpeculativeGenerator:
                 f"the tree asks for {self.tree.widest_rank} children per node but the vocabulary has "
                 f"{target.vocab_size} tokens"
             )
+        self.cost = cost
+        self.measured: dict[int, CycleCost] = {}  # batch size -> the cost measured for it
+
+    def _size(self, run: _Run, drafter: Drafter, root_logp: torch.Tensor) -> Size | None:
+        """The adaptive tree's size rule for this request, measuring the cost on its first batch size."""
+        if not self.tree.adaptive or self.tree.is_static:
+            return None
+        if self.cost is not None:
+            return self.cost.best_size
+        rows = run.first.shape[0]
+        if rows not in self.measured:
+            self.measured[rows] = measure_cycle_cost(
+                self.target, run.state, drafter, run.prefill, run.first, root_logp, self.tree
+            )
+            run.stats.sizing_time = run.clock.lap()
+        return self.measured[rows].best_size
 
     @torch.inference_mode()
     def generate(
@@ -226,12 +255,14 @@ class SpeculativeGenerator:
         drafter = Drafter(self.draft, target)
         root_logp = drafter.start(prefill, root)
         stats.prefill_time = clock.lap()
+        size = self._size(run, drafter, root_logp)
         accepted_per_cycle: list[int] = []
         while not output.done:
             drafter.begin_tree()
-            tree = grow(self.tree, root, root_logp, drafter.step)
+            tree = grow(self.tree, root, root_logp, drafter.step, size)
             drafter.end_tree()
             stats.draft_time += clock.lap()
+            stats.tree_sizes.append(tree.size - 1)
             logits, features = target.verify(state, tree.tokens, tree.ancestors, tree.depths)
             result = accept(tree, logits, sampling, run.generator)
             target.keep(state, tree.size, result.path, result.length)

@@ -4,7 +4,8 @@ A tree is batched: row b has `size` nodes, node 0 is the root (the last accepted
 the target), nodes are ordered parents-first, and each row has the same number of nodes. Two builders:
 
 - dynamic (EAGLE-2): expand the `top_k` best frontier nodes by cumulative draft log-probability for
-  `depth` levels, then keep the `total_tokens` best nodes overall;
+  `depth` levels, then keep the `total_tokens` best nodes overall, or as many of those as pay for
+  their verification on this machine (`adaptive`, sizing.py);
 - static: a fixed list of paths, each a list of child ranks (`(0, 1)`: the second-best child of the
   best child of the root).
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Size = Callable[[torch.Tensor], int]
 # Breaks ties between a node and its descendants so the kept set is always closed under ancestors.
 DEPTH_TIE_BREAK = 1e-6
 
@@ -31,8 +33,11 @@ DEPTH_TIE_BREAK = 1e-6
 class TreeConfig:
     depth: int = 6
     top_k: int = 8
-    total_tokens: int = 60
+    total_tokens: int = 60  # the most nodes a dynamic tree keeps (besides the root)
     paths: tuple[tuple[int, ...], ...] | None = None
+    # A dynamic tree keeps, of its total_tokens best nodes, as many as pay for their verification on
+    # this machine (sizing.py); False keeps all of them every cycle. A static tree keeps its paths.
+    adaptive: bool = True
 
     def __post_init__(self) -> None:
         if self.paths is not None:
@@ -110,17 +115,21 @@ class Tree:
         return cls(tokens, parents, depths, ancestors)
 
 
-def grow(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step) -> Tree:
+def grow(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step, size: Size | None = None) -> Tree:
     """Build the tree for roots [B] whose next k levels have draft log-probabilities root_logp [B, k, V].
 
-    `step(tokens, parents, anchors, slots, wanted)` is `Drafter.step`.
+    `step(tokens, parents, anchors, slots, wanted)` is `Drafter.step`. A dynamic tree keeps the
+    `size(scores)` best nodes, scores [B, total_tokens] being the best nodes' cumulative draft
+    log-probabilities, best first (`CycleCost.best_size`); without `size`, all total_tokens of them.
     """
     if config.is_static:
         return _grow_static(config, root, root_logp, step)
-    return _grow_dynamic(config, root, root_logp, step)
+    return _grow_dynamic(config, root, root_logp, step, size)
 
 
-def _grow_dynamic(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step) -> Tree:
+def _grow_dynamic(
+    config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step, size: Size | None
+) -> Tree:
     batch, k, top = root.shape[0], root_logp.shape[1], config.top_k
     device = root.device
     rows = torch.arange(batch, device=device)[:, None]
@@ -180,17 +189,26 @@ def _grow_dynamic(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tenso
         anchor_entries = record_entry[rows, anchor_records]
         anchor_scores = front_scores
         entries += levels * top
-    return _keep_best(config, root, torch.cat(all_tokens, 1), torch.cat(all_parents, 1), torch.cat(all_scores, 1))
+    proposed = (torch.cat(all_tokens, 1), torch.cat(all_parents, 1), torch.cat(all_scores, 1))
+    return _keep_best(config, root, *proposed, size)
 
 
 def _keep_best(
-    config: TreeConfig, root: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor
+    config: TreeConfig,
+    root: torch.Tensor,
+    tokens: torch.Tensor,
+    parents: torch.Tensor,
+    scores: torch.Tensor,
+    size: Size | None,
 ) -> Tree:
-    """The `total_tokens` best proposed nodes, parents before children, as a tree under the root."""
+    """The best proposed nodes (`size` of them, or total_tokens), parents before children, as a tree
+    under the root."""
     rows = torch.arange(root.shape[0], device=root.device)[:, None]
-    keep = scores.topk(config.total_tokens, dim=-1).indices.sort(dim=-1).values
+    best = scores.topk(config.total_tokens, dim=-1)  # best first
+    kept = config.total_tokens if size is None else size(best.values)
+    keep = best.indices[:, :kept].sort(dim=-1).values
     place = torch.zeros_like(tokens)  # record -> node index in the kept tree (0: root)
-    place[rows, keep] = torch.arange(1, config.total_tokens + 1, device=root.device)
+    place[rows, keep] = torch.arange(1, kept + 1, device=root.device)
     kept_parents = parents.gather(1, keep)
     node_parents = torch.where(kept_parents < 0, 0, place.gather(1, kept_parents.clamp(min=0)))
     return Tree.from_parents(

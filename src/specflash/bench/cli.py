@@ -10,7 +10,7 @@ from rich.progress import Progress
 
 from specflash.bench.report import plot, print_table, summarize, write_summary
 from specflash.bench.runner import AR, Bench, tasks_for
-from specflash.commands import DEPTH_OPTION, TOP_K_OPTION, TOTAL_TOKENS_OPTION
+from specflash.commands import ADAPTIVE_OPTION, DEPTH_OPTION, TOP_K_OPTION, TOTAL_TOKENS_OPTION
 from specflash.draft import Draft
 from specflash.pipeline import DEFAULT_TARGET, Pipeline, load_target, resolve_draft
 from specflash.tree import TreeConfig
@@ -48,6 +48,7 @@ def bench(
     depth: int = DEPTH_OPTION,
     top_k: int = TOP_K_OPTION,
     total_tokens: int = TOTAL_TOKENS_OPTION,
+    adaptive_tree: bool = ADAPTIVE_OPTION,
     ablate: bool = typer.Option(False, help="Run AR, eagle, latents-only, sar-only and flash drafts."),
     profile: bool = typer.Option(False, help="Time a real-size architecture with random weights instead."),
     shape: str = typer.Option("llava-1.5-7b", help="--profile: llava-1.5-7b or qwen2.5-vl-7b."),
@@ -63,7 +64,7 @@ def bench(
         _profile(console, shape, layers, kind, device, dtype, depth, top_k, total_tokens, out)
         return
     try:
-        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens)
+        tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens, adaptive=adaptive_tree)
         draft_dirs = _drafts(target, draft, ablate)
         loaded = load_target(target, device)
         drafts = {name: Draft.from_pretrained(path) for name, path in draft_dirs.items()}
@@ -86,7 +87,7 @@ def bench(
         "temperature": temperature,
         "seed": seed,
         "max_new_tokens": max_new_tokens,
-        "tree": {"depth": depth, "top_k": top_k, "total_tokens": total_tokens},
+        "tree": {"depth": depth, "top_k": top_k, "total_tokens": total_tokens, "adaptive": adaptive_tree},
         "timing": "wall time of the whole call: vision encoding, target and draft prefill, decoding",
     }
     write_summary(out, results, settings)

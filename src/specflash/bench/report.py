@@ -6,7 +6,8 @@ so plain decoding is exactly 1 and the jsonl's accept lengths sum to new_tokens;
 prefill out, (tokens - 1) / verification cycles per sample summed, the convention of published results;
 draft_forwards_per_cycle excludes the draft's prefill and, as the last cycle needs no catch-up, is about
 1/cycles below ceil(depth/k); alpha_by_depth counts the draft tokens each cycle's verification accepted,
-before any cut at a stop token or max_new_tokens.
+before any cut at a stop token or max_new_tokens; tree_tokens_per_cycle is the mean number of draft
+nodes verified per cycle (an adaptive tree's chosen sizes).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def summarize(records: list[Record], depth: int, temperature: float) -> list[dic
             runs = [r for r in of_task if r.method == method]
             tokens, time = sum(r.new_tokens for r in runs), sum(r.wall_time for r in runs)
             accepted = [a for r in runs for a in r.draft_accepted]
+            sizes = [s for r in runs for s in r.tree_sizes]
             decode_cycles = sum(r.cycles - 1 for r in runs)
             results.append(
                 {
@@ -53,6 +55,7 @@ def summarize(records: list[Record], depth: int, temperature: float) -> list[dic
                     "draft_forwards_per_cycle": (
                         0.0 if method == AR else sum(r.draft_forwards - 1 for r in runs) / max(decode_cycles, 1)
                     ),
+                    "tree_tokens_per_cycle": sum(sizes) / len(sizes) if sizes else 0.0,
                     "draft_time_share": sum(r.draft_time for r in runs) / time,
                     "tokens_per_s": tokens / time,
                     "prefill_time": sum(r.prefill_time for r in runs) / len(runs),
@@ -96,7 +99,8 @@ def write_summary(out: Path, results: list[dict[str, Any]], settings: dict[str, 
 
 def print_table(results: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="specflash bench")
-    for column in ("task", "method", "speedup", "tau", "draft fwd/cycle", "draft share", "tok/s", "= ar"):
+    columns = ("task", "method", "speedup", "tau", "draft fwd/cycle", "tree tokens", "draft share", "tok/s", "= ar")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("task", "method") else "right")
     for r in results:
         equal = {True: "yes", False: "NO", None: "-"}[r["equal_to_ar"]]
@@ -106,6 +110,7 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
             f"{r['speedup']:.2f}x",
             f"{r['tau']:.2f}",
             f"{r['draft_forwards_per_cycle']:.2f}",
+            f"{r['tree_tokens_per_cycle']:.1f}",
             f"{r['draft_time_share']:.0%}",
             f"{r['tokens_per_s']:.1f}",
             equal,

@@ -2,8 +2,9 @@
 
 Plain decoding ("ar") always runs and is the baseline. Per sample the methods run in an order that
 rotates with the sample index, so slow drift of the machine (heat, other load) does not favour one
-method. Each method is warmed up once (untimed) before the first timed run. Timed: the whole call,
-vision encoding and prefill included (prefill_time says how much of it that was).
+method. Each method is warmed up once (untimed) before the first timed run, which is also when an
+adaptive tree measures this machine's cycle cost. Timed: the whole call, vision encoding and prefill
+included (prefill_time says how much of it that was).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Record:
     draft_forwards: int
     accept_lengths: list[int]
     draft_accepted: list[int]
+    tree_sizes: list[int]
     token_ids: list[int]
 
 
@@ -103,6 +105,7 @@ class Bench:
                             stats.draft_forwards,
                             stats.accept_lengths[0],
                             stats.draft_accepted,
+                            stats.tree_sizes,
                             result.new_token_ids[0],
                         )
                     )

@@ -9,6 +9,9 @@ tokens after them (slot i: i+1 steps ahead).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from specflash.draft.model import Draft, additive, causal_inputs
@@ -122,3 +125,13 @@ class Drafter:
 
     def end_tree(self) -> None:
         self.cache.truncate(self.prefix_length)
+
+    @contextmanager
+    def trial(self) -> Iterator[None]:
+        """Passes run inside leave the drafter as it was, forward count included (for timing them)."""
+        saved = (self.cache.length, self.valid, self.next_position, self.root, self.forwards)
+        try:
+            yield
+        finally:
+            length, self.valid, self.next_position, self.root, self.forwards = saved
+            self.cache.truncate(length)
