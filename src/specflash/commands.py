@@ -77,6 +77,9 @@ def _stats_table(runs: dict[str, ChatResult]) -> Table:
         "tau (tokens per target forward)": lambda r: f"{r.stats.tau:.2f}",
         "target forwards": lambda r: str(r.stats.cycles),
         "draft forwards": lambda r: str(r.stats.draft_forwards),
+        "draft tokens verified per cycle": lambda r: (
+            f"{sum(r.stats.tree_sizes) / len(r.stats.tree_sizes):.1f}" if r.stats.tree_sizes else "-"
+        ),
     }
     for label, cell in rows.items():
         table.add_row(label, *(cell(r) for r in runs.values()))
