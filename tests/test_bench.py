@@ -25,9 +25,8 @@ FIELDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
+def _bench(root, *extra: str):
+    """Bench the world LLaVA target against two untrained drafts saved under root; (out, output)."""
     target = load_target(str(target_dir()), "cpu")
     for name, config in (("eagle", DraftConfig()), ("flash", DraftConfig(k=2, latents=8))):
         Draft.for_target(target, config).save_pretrained(root / name)
@@ -56,10 +55,16 @@ def run(tmp_path_factory):
             "12",
             "--out",
             str(out),
+            *extra,
         ],
     )
     assert result.exit_code == 0, result.output
     return out, result.output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return _bench(tmp_path_factory.mktemp("bench"))
 
 
 def test_files_and_fields(run) -> None:
@@ -94,6 +99,21 @@ def test_exact_at_temperature_zero_and_metrics_as_defined(run) -> None:
             assert all(1 <= size <= 12 for size in sizes) and (method == "ar") == (not sizes)
             assert result["tree_tokens_per_cycle"] == pytest.approx(sum(sizes) / len(sizes) if sizes else 0)
         assert next(r for r in summary["results"] if r["method"] == "ar" and r["task"] == task)["tau"] == 1.0
+
+
+def test_adaptive_trees_record_their_costs_and_fixed_ones_verify_all(run, tmp_path) -> None:
+    out, _ = run
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["tree"]["adaptive"] is True
+    for method in ("eagle", "flash"):
+        cost = settings["cycle_costs"][method]
+        assert cost["sizing_time"] > 0 and len(cost["verify_seconds_by_nodes"]) == 13
+    fixed, _ = _bench(tmp_path, "--fixed-tree")
+    summary = json.loads((fixed / "summary.json").read_text())
+    assert summary["settings"]["tree"]["adaptive"] is False and summary["settings"]["cycle_costs"] == {}
+    for method in ("eagle", "flash"):
+        rows = [json.loads(line) for line in (fixed / f"{method}-caption.jsonl").read_text().splitlines()]
+        assert {size for r in rows for size in r["tree_sizes"]} == {12}
 
 
 def test_bad_draft_argument_is_a_clear_error(tmp_path) -> None:

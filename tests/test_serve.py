@@ -113,6 +113,7 @@ def test_plain_and_streamed_completions_with_an_image_agree(client, model, pipe)
     assert reply.choices[0].finish_reason == local.finish_reason
     stats = reply.model_extra["specflash"]
     assert stats["cycles"] >= 1 and stats["draft_forwards"] > 0
+    assert len(stats["tree_sizes"]) == stats["cycles"] - 1 and stats["sizing_time"] >= 0
     assert sum(stats["accept_lengths"]) == len(local.token_ids)
 
     streamed, chunks = _stream_text(client, model, _messages(image))

@@ -1,5 +1,7 @@
 """Adaptive tree sizes: the size rule, the cost measurement, and exact output at any size."""
 
+import math
+
 import pytest
 import tiny
 import torch
@@ -40,11 +42,12 @@ def test_best_size_adds_up_the_rows_and_stops_at_the_measured_curve() -> None:
     assert flat(3).best_size(torch.zeros(1, 10)) == 3
 
 
-def test_cycle_cost_refuses_negative_or_missing_times() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        CycleCost(draft=-1.0, verify=(1.0,))
-    with pytest.raises(ValueError, match="verify times"):
-        CycleCost(draft=1.0, verify=())
+@pytest.mark.parametrize(
+    ("draft", "verify"), [(-1.0, (1.0, 2.0)), (1.0, ()), (1.0, (1.0,)), (1.0, (1.0, math.inf)), (math.nan, (1.0, 2.0))]
+)
+def test_cycle_cost_refuses_unusable_times(draft: float, verify: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="finite, non-negative verify times"):
+        CycleCost(draft=draft, verify=verify)
 
 
 def test_measured_sizes_span_the_budget() -> None:
@@ -58,15 +61,19 @@ def test_measuring_leaves_target_and_drafter_as_they_were() -> None:
     state, prefill = target.prefill(target.prepare(inputs))
     first = prefill.logits.argmax(-1)
     root_logp = drafter.start(prefill, first)
-    before = (state.cache.get_seq_length(), state.valid.clone(), state.lengths.clone())
-    drafted = (drafter.cache.length, drafter.valid.clone(), drafter.next_position.clone(), drafter.forwards)
+    kept = [t.clone() for layer in state.cache.layers for t in (layer.keys, layer.values)]
+    before = (state.valid.clone(), state.lengths.clone())
+    drafted = (drafter.cache.length, drafter.valid.clone(), drafter.next_position.clone(), drafter.root.clone())
+    forwards = drafter.forwards
     cost = measure_cycle_cost(target, state, drafter, prefill, first, root_logp, TREE)
     assert len(cost.verify) == TREE.total_tokens + 1
     assert list(cost.verify) == sorted(cost.verify) and cost.draft > 0
-    assert state.cache.get_seq_length() == before[0]
-    assert torch.equal(state.valid, before[1]) and torch.equal(state.lengths, before[2])
-    assert drafter.cache.length == drafted[0] and drafter.forwards == drafted[3]
-    assert torch.equal(drafter.valid, drafted[1]) and torch.equal(drafter.next_position, drafted[2])
+    after = [t for layer in state.cache.layers for t in (layer.keys, layer.values)]
+    assert len(after) == len(kept) and all(torch.equal(a, b) for a, b in zip(after, kept, strict=True))
+    assert torch.equal(state.valid, before[0]) and torch.equal(state.lengths, before[1])
+    assert drafter.cache.length == drafted[0] and drafter.forwards == forwards
+    now = (drafter.valid, drafter.next_position, drafter.root)
+    assert all(torch.equal(a, b) for a, b in zip(drafted[1:], now, strict=True))
 
 
 @pytest.mark.parametrize("make", [tiny.llava, tiny.qwen])
@@ -85,17 +92,38 @@ def test_any_sizes_keep_the_output_exact(make) -> None:
 
 
 def test_a_generator_measures_once_per_batch_size() -> None:
-    target = tiny.llama(seed=2)
-    generator = SpeculativeGenerator(target, Draft.for_target(target, DraftConfig(), seed=2), TREE)
-    one, two = tiny.text_inputs(seed=2), tiny.text_inputs(rows=2, seed=2)
+    target, one, two = tiny.llama(seed=2), tiny.text_inputs(seed=2), tiny.text_inputs(rows=2, seed=2)
+    draft = tiny.fit_draft(target, one, max_new_tokens=20)
+    generator = SpeculativeGenerator(target, draft, TREE)
     first = generator.generate(one, max_new_tokens=20)
     again = generator.generate(one, max_new_tokens=20)
     assert first.new_token_ids == again.new_token_ids
     assert first.stats.sizing_time > 0 and again.stats.sizing_time == 0
     assert set(generator.measured) == {1}
+    # the measured cost sizes the trees of the measuring request itself, which the measurement left intact
+    replay = SpeculativeGenerator(target, draft, TREE, cost=generator.measured[1]).generate(one, max_new_tokens=20)
+    assert replay.stats.tree_sizes == first.stats.tree_sizes and replay.stats.sizing_time == 0
+    assert replay.stats.accept_lengths == first.stats.accept_lengths
     assert generator.generate(two, max_new_tokens=20).stats.sizing_time > 0
     assert set(generator.measured) == {1, 2}
-    assert all(1 <= size <= TREE.total_tokens for size in first.stats.tree_sizes)
+
+
+def test_the_measured_cost_sizes_the_trees(monkeypatch) -> None:
+    monkeypatch.setattr("specflash.generate.measure_cycle_cost", lambda *args: steep(TREE.total_tokens))
+    target, inputs = tiny.llama(seed=2), tiny.text_inputs(seed=2)
+    draft = tiny.fit_draft(target, inputs, max_new_tokens=20)
+    result = SpeculativeGenerator(target, draft, TREE).generate(inputs, max_new_tokens=20)
+    assert result.new_token_ids == autoregressive_generate(target, inputs, max_new_tokens=20).new_token_ids
+    assert max(result.stats.tree_sizes) < TREE.total_tokens
+
+
+def test_one_generator_samples_the_same_tokens_for_a_seed() -> None:
+    target, inputs = tiny.llama(seed=2), tiny.text_inputs(seed=2)
+    generator = SpeculativeGenerator(target, Draft.for_target(target, DraftConfig(k=2), seed=2), TREE)
+    runs = [generator.generate(inputs, max_new_tokens=24, temperature=1.0, seed=7) for _ in range(2)]
+    assert runs[0].stats.sizing_time > 0  # the first measured, the second did not
+    assert runs[0].new_token_ids == runs[1].new_token_ids
+    assert runs[0].stats.tree_sizes == runs[1].stats.tree_sizes
 
 
 def test_fixed_and_static_trees_are_not_measured() -> None:

@@ -81,8 +81,11 @@ def _stats_table(runs: dict[str, ChatResult]) -> Table:
             f"{sum(r.stats.tree_sizes) / len(r.stats.tree_sizes):.1f}" if r.stats.tree_sizes else "-"
         ),
     }
+    measured = any(r.stats.sizing_time for r in runs.values())  # an adaptive tree's first request
     for label, cell in rows.items():
         table.add_row(label, *(cell(r) for r in runs.values()))
+        if label == "wall time (s)" and measured:
+            table.add_row("  of it, measuring the tree's cost", *(f"{r.stats.sizing_time:.3f}" for r in runs.values()))
     return table
 
 

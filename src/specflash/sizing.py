@@ -11,9 +11,11 @@ verified changes, never how, so output stays exactly the target's.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -32,16 +34,21 @@ class CycleCost:
     verify: tuple[float, ...]  # verify[n]: the target forward over n nodes and the root, n = 0 .. most
 
     def __post_init__(self) -> None:
-        if not self.verify or min(self.draft, *self.verify) < 0:
-            raise ValueError("a cycle cost needs verify times for 0 nodes on, and no negative time")
+        times = (self.draft, *self.verify)
+        if len(self.verify) < 2 or not all(math.isfinite(t) and t >= 0 for t in times):
+            raise ValueError("a cycle cost needs finite, non-negative verify times for 0 nodes, 1 node and on")
+
+    @cached_property
+    def _cycle_seconds(self) -> torch.Tensor:
+        """Seconds of a cycle verifying n = 1, 2, ... nodes."""
+        return self.draft + torch.tensor(self.verify[1:], dtype=torch.float64)
 
     def best_size(self, scores: torch.Tensor) -> int:
         """How many of the best nodes to verify (at least 1). scores [B, N]: each row's N best nodes'
         cumulative draft log-probabilities, best first; N beyond the measured curve is capped."""
         most = min(scores.shape[1], len(self.verify) - 1)
         expected = scores.shape[0] + scores[:, :most].double().exp().sum(0).cumsum(0)  # tokens, n = 1 .. most
-        seconds = self.draft + torch.tensor(self.verify[1 : most + 1], dtype=torch.float64)
-        return int((expected.cpu() / seconds).argmax()) + 1
+        return int((expected.cpu() / self._cycle_seconds[:most]).argmax()) + 1
 
 
 def measured_sizes(most: int) -> list[int]:
@@ -89,13 +96,13 @@ def measure_cycle_cost(
     root_logp: torch.Tensor,
     tree: TreeConfig,
 ) -> CycleCost:
-    """Time the cycle on this request's own prefix: growing the tree and one catch-up pass of `tree.depth`
-    tokens, and verifying trees of measured_sizes(tree.total_tokens) nodes, interpolated between them
-    (at most nine verifications and three draft cycles). The target's cache and the drafter are left as they
-    were."""
+    """Time the cycle on this request's own prefix: growing the tree and a catch-up pass over the longest
+    path a cycle can accept (depth + 1 tokens), and verifying trees of measured_sizes(tree.total_tokens)
+    nodes, interpolated between them (at most nine verifications and three draft cycles). The target's
+    cache and the drafter are left as they were."""
     device = target.device
     batch = root.shape[0]
-    nodes = min(tree.depth, prefill.features.shape[1])
+    nodes = tree.depth + 1
     features = prefill.features[:, -1:].expand(batch, nodes, -1)
     following = root[:, None].expand(batch, nodes)
     full = torch.full_like(root, nodes)
@@ -110,7 +117,7 @@ def measure_cycle_cost(
     draft = _fastest_seconds(draft_cycle, device, warm_up=True)
     none_kept = torch.zeros(batch, 0, dtype=torch.long, device=device)
     nothing = torch.zeros(batch, dtype=torch.long, device=device)
-    points = {}
+    points: dict[int, float] = {}
     for size in measured_sizes(tree.total_tokens):
         star = _star(root, size)
 

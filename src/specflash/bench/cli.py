@@ -87,7 +87,8 @@ def bench(
         "temperature": temperature,
         "seed": seed,
         "max_new_tokens": max_new_tokens,
-        "tree": {"depth": depth, "top_k": top_k, "total_tokens": total_tokens, "adaptive": adaptive_tree},
+        "tree": {"depth": depth, "top_k": top_k, "total_tokens": total_tokens, "adaptive": tree.adaptive},
+        "cycle_costs": runner.cycle_costs(),
         "timing": "wall time of the whole call: vision encoding, target and draft prefill, decoding",
     }
     write_summary(out, results, settings)

@@ -69,6 +69,7 @@ class Bench:
         self.methods = [AR, *drafts]
         self.generators = {name: SpeculativeGenerator(pipeline.target, d, tree) for name, d in drafts.items()}
         self.options = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        self.sizing_times: dict[str, float] = {}  # method -> seconds its warm-up spent measuring the cycle cost
 
     def _run(self, method: str, inputs: object) -> GenerationResult:
         if method == AR:
@@ -84,7 +85,9 @@ class Bench:
             samples = make_samples(task, "eval", n, seed)
             encoded = [self.pipeline.encode(_prompt(s), s.images, s.video) for s in samples]
             for method in self.methods:
-                self._run(method, encoded[0])  # warm-up, untimed
+                warm_up = self._run(method, encoded[0])  # untimed
+                if warm_up.stats.sizing_time:
+                    self.sizing_times[method] = warm_up.stats.sizing_time
             task_records: list[Record] = []
             for index, inputs in enumerate(encoded):
                 shift = index % len(self.methods)
@@ -116,3 +119,15 @@ class Bench:
                 (out / f"{method}-{task}.jsonl").write_text("\n".join(lines) + "\n")
             records.extend(task_records)
         return records
+
+    def cycle_costs(self) -> dict[str, dict]:
+        """What each adaptive tree measured: the seconds spent and the cost curve, by method."""
+        return {
+            name: {
+                "sizing_time": self.sizing_times.get(name, 0.0),
+                "draft_seconds": cost.draft,
+                "verify_seconds_by_nodes": list(cost.verify),
+            }
+            for name, generator in self.generators.items()
+            for cost in generator.measured.values()
+        }
