@@ -14,6 +14,7 @@ def test_speculative_stats_hold_together() -> None:
     stats = result.stats
     assert sum(stats.accept_lengths[0]) == len(result.new_token_ids[0]) == stats.new_tokens
     assert len(stats.accept_lengths[0]) == stats.cycles
+    assert len(stats.tree_sizes) == stats.cycles - 1 and all(1 <= s <= 20 for s in stats.tree_sizes)
     assert abs(stats.tau - stats.new_tokens / stats.cycles) < 1e-12
     assert stats.tau > 1
     assert len(stats.alpha_by_depth) == 5 and all(0 <= a <= 1 for a in stats.alpha_by_depth)

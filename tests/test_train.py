@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tiny import llama, llava, llava_inputs, qwen, qwen_inputs, text_inputs
 from typer.testing import CliRunner
 
-from specflash import Draft, DraftConfig, SpeculativeGenerator, Target, autoregressive_generate
+from specflash import Draft, DraftConfig, SpeculativeGenerator, Target, TreeConfig, autoregressive_generate
 from specflash.cli import app
 from specflash.train import (
     FeatureStore,
@@ -239,7 +239,9 @@ def _mean_tau(target: Target, draft: Draft) -> float:
     taus = []
     for seed in range(PROMPTS):
         prompt = text_inputs(1, 6, seed=seed)
-        speculative = SpeculativeGenerator(target, draft).generate(prompt, max_new_tokens=CONTINUATION)
+        # all 60 nodes every cycle: tau measures the draft, not this machine's timings
+        tree = TreeConfig(adaptive=False)
+        speculative = SpeculativeGenerator(target, draft, tree).generate(prompt, max_new_tokens=CONTINUATION)
         plain = autoregressive_generate(target, prompt, max_new_tokens=CONTINUATION)
         assert speculative.new_token_ids == plain.new_token_ids
         taus.append(speculative.stats.tau)

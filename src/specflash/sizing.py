@@ -4,7 +4,7 @@ A node's cumulative draft probability estimates the chance that the target accep
 nodes add about p_1 + ... + p_n tokens to the cycle's bonus token (the estimate EAGLE-2 ranks nodes by).
 Verifying them costs a target forward over n + 1 tokens on top of the cycle's draft work. Each cycle
 keeps the n with the most expected tokens per second, by a cost curve measured on this machine: where a
-tree forward costs about what a one-token forward costs (a large target on a GPU) that is the whole
+tree forward costs about what a one-token forward costs (as a large target's should on a GPU) that is the whole
 budget, where it grows with every token (a small target on a CPU core) it is fewer. Only which nodes are
 verified changes, never how, so output stays exactly the target's.
 """
