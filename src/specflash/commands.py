@@ -70,9 +70,11 @@ def _stats_table(runs: dict[str, ChatResult]) -> Table:
     table.add_column("")
     for name in runs:
         table.add_column(name, justify="right")
+    measured = any(r.stats.sizing_time for r in runs.values())  # an adaptive tree's first request
     rows = {
         "new tokens": lambda r: str(r.stats.new_tokens),
         "wall time (s)": lambda r: f"{r.stats.wall_time:.3f}",
+        **({"  of it, measuring the tree's cost": lambda r: f"{r.stats.sizing_time:.3f}"} if measured else {}),
         "tokens/s": lambda r: f"{r.tokens_per_second:.1f}",
         "tau (tokens per target forward)": lambda r: f"{r.stats.tau:.2f}",
         "target forwards": lambda r: str(r.stats.cycles),
@@ -81,11 +83,8 @@ def _stats_table(runs: dict[str, ChatResult]) -> Table:
             f"{sum(r.stats.tree_sizes) / len(r.stats.tree_sizes):.1f}" if r.stats.tree_sizes else "-"
         ),
     }
-    measured = any(r.stats.sizing_time for r in runs.values())  # an adaptive tree's first request
     for label, cell in rows.items():
         table.add_row(label, *(cell(r) for r in runs.values()))
-        if label == "wall time (s)" and measured:
-            table.add_row("  of it, measuring the tree's cost", *(f"{r.stats.sizing_time:.3f}" for r in runs.values()))
     return table
 
 

@@ -6,13 +6,13 @@ in what speculative decoding adds, and both return the same result type.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from specflash import timing
 from specflash.accept import Acceptance, Sampling, accept
 from specflash.draft import Draft, Drafter
 from specflash.sizing import CycleCost, measure_cycle_cost
@@ -57,13 +57,11 @@ class _Clock:
     """Wall-clock phases, synchronising the GPU so each phase is charged its own work."""
 
     def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
+        self.device = device
         self.start = self.mark = self.now()
 
     def now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
+        return timing.now(self.device)
 
     def lap(self) -> float:
         now = self.now()

@@ -12,7 +12,6 @@ verified changes, never how, so output stays exactly the target's.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +20,7 @@ import torch
 
 from specflash.draft import Drafter
 from specflash.targets import Prefill, Target, TargetState
+from specflash.timing import timings
 from specflash.tree import Tree, TreeConfig, grow
 
 REPEATS = 2  # timings per measured point; the fastest is kept, as disturbances only add time
@@ -59,22 +59,8 @@ def measured_sizes(most: int) -> list[int]:
 
 
 def _fastest_seconds(run: Callable[[], object], device: torch.device, warm_up: bool) -> float:
-    """The shortest wall time of `run` over REPEATS calls (after an untimed one if `warm_up`), the GPU
-    synchronised."""
-
-    def now() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter()
-
-    if warm_up:
-        run()
-    times = []
-    for _ in range(REPEATS):
-        start = now()
-        run()
-        times.append(now() - start)
-    return min(times)
+    """The shortest wall time of `run` over REPEATS calls (after an untimed one if `warm_up`)."""
+    return min(timings(run, device, REPEATS, warm_up))
 
 
 def _star(root: torch.Tensor, nodes: int) -> Tree:

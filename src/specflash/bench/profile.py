@@ -10,7 +10,6 @@ implied speed-up is an upper bound: a real cycle also pays for acceptance and ca
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,25 +18,13 @@ import torch
 from specflash.draft import Draft, DraftConfig, Drafter
 from specflash.generate import autoregressive_generate
 from specflash.targets import Target
+from specflash.timing import timings
 from specflash.tree import TreeConfig, grow
 
 
 def _timed(run: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
     """Median seconds of `repeats` runs after one warm-up, with the GPU synchronised."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    run()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timings(run, device, repeats))
 
 
 def copy_bandwidth(device: torch.device, megabytes: int) -> float:
