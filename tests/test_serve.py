@@ -284,3 +284,13 @@ def test_a_client_that_leaves_mid_stream_does_not_break_the_next(base_url, clien
         model=model, messages=_messages(scene_image(6)), max_tokens=MAX_TOKENS, temperature=0
     )
     assert text == reply.choices[0].message.content
+
+
+def test_a_request_without_max_tokens_stays_under_the_servers_cap(base_url):
+    # the server's default (256) is over LIMITS.max_tokens: the cap must hold when a client leaves it out
+    assert Limits().default_max_tokens > LIMITS.max_tokens
+    reply = _raw(base_url, {"messages": [{"role": "user", "content": "hi"}], "temperature": 0})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    usage, finish = body["usage"]["completion_tokens"], body["choices"][0]["finish_reason"]
+    assert usage < LIMITS.max_tokens if finish == "stop" else usage == LIMITS.max_tokens

@@ -78,6 +78,25 @@ def test_qwen_inputs_honour_the_video_frame_rate() -> None:
         assert inputs["second_per_grid_ts"].tolist() == [2 / fps]
 
 
+def test_qwen_inputs_fill_an_odd_video_with_its_last_frame() -> None:
+    """As the stock video processor: the last frame repeats to fill the last frame pair, so no frame is
+    dropped and a one-frame video is one pair."""
+    from PIL import Image
+
+    from specflash.world.models import shipped_path
+    from specflash.world.processing import video_pixels
+
+    image_processor = load_processor(shipped_path("world-qwen-tiny")).image_processor
+    frames = [Image.new("RGB", (96, 96), (40 * i, 90, 160)) for i in range(5)]
+    odd, grid = video_pixels(image_processor, frames)
+    filled, filled_grid = video_pixels(image_processor, [*frames, frames[-1]])
+    assert grid == filled_grid == [3, 12, 12] and torch.equal(odd, filled)
+    one, one_grid = video_pixels(image_processor, frames[:1])
+    assert one_grid == [1, 12, 12] and torch.equal(one, video_pixels(image_processor, frames[:1] * 2)[0])
+    with pytest.raises(ValueError, match="at least one frame"):
+        video_pixels(image_processor, [])
+
+
 def test_eval_reports_question_accuracy_overall_and_by_type():
     from specflash.world.evaluate import evaluate
 

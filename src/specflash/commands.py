@@ -153,11 +153,13 @@ def serve(
     target: str = typer.Option(None, help=TARGET_HELP),
     draft: str = typer.Option(None, help=DRAFT_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
     allow_files: Path = typer.Option(
         None, help="Directory whose files requests may name as images (file:// or plain paths); none otherwise."
     ),
-    max_tokens: int = typer.Option(1024, help="Largest max_tokens a request may ask for."),
+    max_tokens: int = typer.Option(
+        1024, min=1, help="Largest max_tokens a request may ask for; also caps the default of 256."
+    ),
     depth: int = DEPTH_OPTION,
     top_k: int = TOP_K_OPTION,
     total_tokens: int = TOTAL_TOKENS_OPTION,

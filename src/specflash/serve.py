@@ -244,7 +244,8 @@ class Server:
 
     def run(self, chat: ChatRequest, stream: Any = None) -> ChatResult:
         """What the worker runs: decode the request's media, then generate. ValueErrors are the request's fault."""
-        max_tokens = chat.max_completion_tokens or chat.max_tokens or self.limits.default_max_tokens
+        default = min(self.limits.default_max_tokens, self.limits.max_tokens)  # the operator's cap holds here too
+        max_tokens = chat.max_completion_tokens or chat.max_tokens or default
         try:
             messages, images = _conversation(chat, self.images, self.limits)
             return self.pipe.chat_messages(

@@ -23,7 +23,7 @@ def build(
     out: Path = typer.Option(..., help="Directory to write samples into (PNG frames + samples.jsonl)."),
     task: str = typer.Option("caption", help=f"One of {', '.join(TASKS)}."),
     split: str = typer.Option("eval", help="train or eval."),
-    n: int = typer.Option(16, help="Number of samples."),
+    n: int = typer.Option(16, min=1, help="Number of samples."),
     seed: int = typer.Option(0, help="Stream seed."),
 ) -> None:
     """Write n samples of a task: images and video frames as PNG, messages and facts as JSON lines."""
@@ -80,7 +80,7 @@ def train(
     vision_steps: int = typer.Option(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
     ),
-    batch: int = typer.Option(16, help="Sequences per step."),
+    batch: int = typer.Option(16, min=1, help="Sequences per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
     vision_lr_scale: float | None = typer.Option(
         None,
@@ -96,9 +96,9 @@ def train(
         "(on for world-qwen-tiny), or a resumed run's own.",
     ),
     seed: int = typer.Option(0, help="Seed for weights and the training data stream."),
-    save_every: int = typer.Option(250, help="Checkpoint every N steps."),
+    save_every: int = typer.Option(250, min=1, help="Checkpoint every N steps."),
     resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
-    threads: int = typer.Option(1, help="CPU threads for torch, in each process."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for torch, in each process."),
     processes: int = typer.Option(
         1,
         help="Processes that train together on the CPU, each on its share of every batch (data parallel). "
@@ -190,11 +190,11 @@ def train(
 @app.command("eval")
 def evaluate_cmd(
     target: str = typer.Option("world-llava-tiny", help="Shipped name or model directory."),
-    n: int = typer.Option(100, help="Samples per task."),
+    n: int = typer.Option(100, min=1, help="Samples per task."),
     seed: int = typer.Option(0, help="Eval stream seed (split 'eval', never trained on)."),
     json_path: Path = typer.Option(None, "--json", help="Write the metrics here."),
-    batch: int = typer.Option(16, help="Generation batch size."),
-    threads: int = typer.Option(1, help="CPU threads for torch."),
+    batch: int = typer.Option(16, min=1, help="Generation batch size."),
+    threads: int = typer.Option(1, min=1, help="CPU threads for torch."),
 ) -> None:
     """Measure a world target on held-out samples."""
     from .evaluate import evaluate

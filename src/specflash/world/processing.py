@@ -33,14 +33,18 @@ def video_frames(frames: Sequence[Image.Image]) -> list[Image.Image]:
 def video_pixels(image_processor: BaseImageProcessor, frames: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int]]:
     """Qwen2.5-VL video patches and grid (t, h, w) of the frames, from the PIL image processor: the
     video processor's layout, consecutive frames paired into temporal patches."""
-    small = video_frames(frames)
+    if not frames:
+        raise ValueError("a video needs at least one frame")
+    t = image_processor.temporal_patch_size
+    # as the stock video processor: the last frame repeats to fill the last temporal patch
+    small = video_frames([*frames, *[frames[-1]] * (-len(frames) % t)])
     out = image_processor(images=small, return_tensors="np")
     _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
-    c, t = 3, image_processor.temporal_patch_size
+    c = 3
     # per frame: (tokens, C, T, ph, pw) with T copies of the frame; keep one copy, pair frames up
     per = out["pixel_values"].reshape(len(small), gh * gw, c, t, -1)[:, :, :, 0]
     grid_t = len(small) // t
-    pairs = per[: grid_t * t].reshape(grid_t, t, gh * gw, c, -1).transpose(0, 2, 3, 1, 4)
+    pairs = per.reshape(grid_t, t, gh * gw, c, -1).transpose(0, 2, 3, 1, 4)
     return torch.from_numpy(np.ascontiguousarray(pairs).reshape(grid_t * gh * gw, -1)), [grid_t, gh, gw]
 
 
