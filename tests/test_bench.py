@@ -120,3 +120,10 @@ def test_bad_draft_argument_is_a_clear_error(tmp_path) -> None:
     arguments = ["bench", "--target", str(target_dir()), "--draft", "nonsense", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code != 0 and "NAME=PATH" in result.output
+
+
+def test_an_unknown_task_is_refused_before_any_task_runs(tmp_path) -> None:
+    arguments = ["bench", "--tasks", "caption,bogus", "--n", "1", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2 and "unknown task(s) 'bogus'" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()

@@ -18,7 +18,7 @@ from specflash.draft import Draft
 from specflash.generate import GenerationResult, SpeculativeGenerator, autoregressive_generate
 from specflash.pipeline import Pipeline
 from specflash.tree import TreeConfig
-from specflash.world.tasks import Sample, make_samples
+from specflash.world.tasks import TASKS, Sample, make_samples
 
 AR = "ar"
 
@@ -42,7 +42,11 @@ class Record:
 
 
 def tasks_for(pipeline: Pipeline, tasks: list[str]) -> list[str]:
-    """The requested tasks this target can take (a text model takes only `text`)."""
+    """The requested tasks this target can take (a text model takes only `text`); unknown names are
+    refused before any task runs."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(map(repr, unknown))}; known: {', '.join(TASKS)}")
     usable = [t for t in tasks if (t == "text") != pipeline.takes_images]
     if not usable:
         raise ValueError(f"none of the tasks {tasks} suits target {pipeline.target_name!r}")

@@ -74,7 +74,7 @@ def train(
     target: str = typer.Option(..., help=TARGET_HELP),
     data: Path = typer.Option(..., help="A `specflash dump` output directory."),
     out: Path = typer.Option(..., help="Output directory: the draft, checkpoints/, metrics.jsonl, eval.jsonl."),
-    config: Path = typer.Option(None, help="TOML file with [draft] and [train] sections (see docs/training.md)."),
+    config: Path = typer.Option(None, help="TOML file with \\[draft] and \\[train] sections (see docs/training.md)."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in --out, exactly."),
 ) -> None:
     """Train a FLASH draft for a target on dumped features."""
