@@ -293,4 +293,5 @@ def test_a_request_without_max_tokens_stays_under_the_servers_cap(base_url):
     assert reply.status_code == 200, reply.text
     body = reply.json()
     usage, finish = body["usage"]["completion_tokens"], body["choices"][0]["finish_reason"]
-    assert usage < LIMITS.max_tokens if finish == "stop" else usage == LIMITS.max_tokens
+    # a stop token may end the answer at the cap itself; a cut answer ends exactly there
+    assert usage <= LIMITS.max_tokens if finish == "stop" else usage == LIMITS.max_tokens
