@@ -7,6 +7,7 @@ from test_pipeline_helpers import target_dir
 from typer.testing import CliRunner
 
 from specflash import Draft, DraftConfig
+from specflash.bench.runner import Bench
 from specflash.cli import app
 from specflash.pipeline import load_target
 
@@ -25,7 +26,7 @@ FIELDS = {
 }
 
 
-def _bench(root, *extra: str):
+def _bench(root, *extra: str, exit_code: int = 0):
     """Bench the world LLaVA target against two untrained drafts saved under root; (out, output)."""
     target = load_target(str(target_dir()), "cpu")
     for name, config in (("eagle", DraftConfig()), ("flash", DraftConfig(k=2, latents=8))):
@@ -58,7 +59,7 @@ def _bench(root, *extra: str):
             *extra,
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return out, result.output
 
 
@@ -75,6 +76,7 @@ def test_files_and_fields(run) -> None:
         (m, t) for m in ("ar", "eagle", "flash") for t in ("caption", "video")
     }
     assert all(set(r) >= FIELDS for r in summary["results"])
+    assert "partial" not in summary and not list(out.glob("*.tmp"))
     for name in ("speedup.png", "tau.png", "acceptance_by_depth.png"):
         assert (out / name).stat().st_size > 1000
     assert "speedup" in output
@@ -96,8 +98,10 @@ def test_exact_at_temperature_zero_and_metrics_as_defined(run) -> None:
             assert result["tau"] == pytest.approx(tokens / sum(len(r["accept_lengths"]) for r in rows))
             assert all(sum(r["accept_lengths"]) == r["new_tokens"] for r in rows)
             sizes = [size for r in rows for size in r["tree_sizes"]]
-            assert all(1 <= size <= 12 for size in sizes) and (method == "ar") == (not sizes)
+            assert all(0 <= size <= 12 for size in sizes)  # 0: a plain step (a pause)
+            assert (method == "ar") == (not sizes)
             assert result["tree_tokens_per_cycle"] == pytest.approx(sum(sizes) / len(sizes) if sizes else 0)
+            assert result["plain_step_share"] == pytest.approx(sizes.count(0) / len(sizes) if sizes else 0)
         assert next(r for r in summary["results"] if r["method"] == "ar" and r["task"] == task)["tau"] == 1.0
 
 
@@ -127,3 +131,85 @@ def test_an_unknown_task_is_refused_before_any_task_runs(tmp_path) -> None:
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 2 and "unknown task(s) 'bogus'" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+def _clean_error(result, *expected: str) -> None:
+    """Exit code 2 with an `error:` naming each expected piece, no traceback. Compared without whitespace:
+    rich wraps the message at the terminal's width, inside a long path too."""
+    output = "".join(result.output.split())
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert output.startswith("error:") and "Traceback" not in output
+    assert all("".join(piece.split()) in output for piece in expected), result.output
+
+
+@pytest.mark.parametrize("where", ["missing", "empty", "config-not-json", "no-weights"])
+@pytest.mark.parametrize("with_draft", [False, True])
+def test_a_bad_target_is_named_in_a_clear_error(tmp_path, where: str, with_draft: bool) -> None:
+    target = tmp_path / where
+    if where != "missing":
+        target.mkdir()
+    if where == "config-not-json":
+        (target / "config.json").write_text("{not json")
+    if where == "no-weights":
+        (target / "config.json").write_text((target_dir() / "config.json").read_text())
+    drafts = ["--draft", "eagle=world-llava-tiny-eagle"] if with_draft else []
+    result = CliRunner().invoke(app, ["bench", "--target", str(target), *drafts, "--out", str(tmp_path / "out")])
+    # Named as the target, not as its missing default drafts (looked up only once the target has loaded).
+    _clean_error(result, str(target))
+    assert "draft" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_text_runs_on_an_image_target(tmp_path) -> None:
+    out, _ = _bench(tmp_path, "--tasks", "caption,text", "--n", "1")
+    results = json.loads((out / "summary.json").read_text())["results"]
+    assert {(r["method"], r["task"]) for r in results} == {
+        (m, t) for m in ("ar", "eagle", "flash") for t in ("caption", "text")
+    }
+    assert all(r["equal_to_ar"] for r in results)
+
+
+def test_a_text_only_target_refuses_image_tasks_and_defaults_to_text(tmp_path) -> None:
+    arguments = ["bench", "--target", "world-text-tiny", "--n", "1", "--max-new-tokens", "6"]
+    refused = CliRunner().invoke(app, [*arguments, "--tasks", "caption,text", "--out", str(tmp_path / "refused")])
+    _clean_error(refused, "task(s) caption need images", "'world-text-tiny' is a text-only model")
+    assert not (tmp_path / "refused").exists()
+    result = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["settings"]["tasks"] == ["text"] and {r["task"] for r in summary["results"]} == {"text"}
+
+
+@pytest.mark.parametrize("out", ["file", "file/below"])
+def test_out_through_a_file_is_refused_before_any_work(tmp_path, monkeypatch, out: str) -> None:
+    (tmp_path / "file").write_text("keep me")
+    # Refused before the target loads, not when the first results are written.
+    monkeypatch.setattr("specflash.bench.cli.load_target", lambda *_: pytest.fail("the target was loaded"))
+    result = CliRunner().invoke(app, ["bench", "--out", str(tmp_path / out)])
+    _clean_error(result, f"--out {tmp_path / out} cannot be a directory: {tmp_path / 'file'} is a file")
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_an_interrupted_run_keeps_its_finished_samples(tmp_path, monkeypatch) -> None:
+    run, calls = Bench._run, []
+
+    def interrupted(self, method: str, inputs: object):
+        calls.append(method)
+        if len(calls) == 3 + 3 + 2:  # warm-ups, the first caption sample, then Ctrl-C inside the second
+            raise KeyboardInterrupt
+        return run(self, method, inputs)
+
+    monkeypatch.setattr(Bench, "_run", interrupted)
+    out, output = _bench(tmp_path, exit_code=130)
+    assert "interrupted after 1 of 4 samples" in " ".join(output.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["partial"] == {"samples_done": 1, "samples_planned": 4}
+    assert {(r["method"], r["task"], r["samples"]) for r in summary["results"]} == {
+        (m, "caption", 1) for m in ("ar", "eagle", "flash")
+    }
+    assert sorted(p.name for p in out.iterdir()) == [
+        "ar-caption.jsonl",
+        "eagle-caption.jsonl",
+        "flash-caption.jsonl",
+        "summary.json",
+    ]
+    assert all(len((out / f"{m}-caption.jsonl").read_text().splitlines()) == 1 for m in ("ar", "eagle", "flash"))

@@ -11,6 +11,7 @@ import specflash
 from specflash.pipeline import UNTRAINED, UntrainedDraftWarning, resolve_draft, shipped_drafts
 
 MAX_NEW = 24
+IMAGE = scene_image(0)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,80 @@ def test_an_unshipped_world_target_says_how_to_get_it():
         pytest.skip("world-llava-tiny is shipped in this checkout")
     with pytest.raises(ValueError, match="specflash world train"):
         specflash.load()
+
+
+@pytest.mark.parametrize(
+    ("messages", "match"),
+    [
+        (None, "messages must be a list"),
+        ("Describe.", "messages must be a list"),
+        ([{"role": "robot", "content": "hi"}], "role 'robot' is not one of system, user, assistant"),
+        ([{"role": "user", "content": None}], "content must be a string or a list of parts"),
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}], "is not one of"),
+        ([{"role": "user", "content": ["hi"]}], "is not one of"),
+        ([{"role": "user", "content": [{"type": "text"}]}], "needs 'text' as a string"),
+    ],
+)
+def test_malformed_messages_are_refused(pipe, messages, match):
+    with pytest.raises(ValueError, match=match):
+        pipe.chat_messages(messages, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("token", ["<image>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>"])
+def test_placeholder_tokens_in_text_are_refused(pipe, token):
+    with pytest.raises(ValueError, match="media placeholder token.*image/video parts"):
+        pipe.chat(f"What is in {token}?", max_new_tokens=2)
+    system = [{"role": "system", "content": f"Images look like {token}."}, {"role": "user", "content": "Hi."}]
+    with pytest.raises(ValueError, match="media placeholder token"):
+        pipe.chat_messages(system, max_new_tokens=2)
+
+
+def test_placeholder_tokens_are_refused_by_the_qwen_target_too():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedDraftWarning)
+        qwen = specflash.load("world-qwen-tiny")
+    with pytest.raises(ValueError, match="'<\\|video_pad\\|>', a media placeholder token"):
+        qwen.chat("Frames: <|video_pad|>", max_new_tokens=2)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "options", "match"),
+    [
+        (None, {}, "prompt must be a string, got NoneType"),
+        ("Hi.", {"images": IMAGE}, "images must be a list of PIL images; got one image"),
+        ("Hi.", {"images": ["a.png"]}, "images\\[0\\] is a str, not a PIL image"),
+        ("Hi.", {"video": IMAGE}, "video must be a list of PIL images; got one image"),
+        ("Hi.", {"video": []}, "a video needs at least one frame"),
+        ("Hi.", {"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 1, got 2.5"),
+        ("Hi.", {"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
+        ("Hi.", {"seed": None}, "seed must be an integer .*, got None"),
+        ("Hi.", {"seed": 10**23}, "seed must be an integer from -2\\*\\*63 to 2\\*\\*64 - 1"),
+    ],
+)
+def test_bad_chat_arguments_are_refused(pipe, prompt, options, match):
+    with pytest.raises(ValueError, match=match):
+        pipe.chat(prompt, **options)
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        ("/no/such/dir", "no such directory"),
+        ("./no-such-dir", "no such directory"),
+        ("~/no-such-specflash-dir", "no such directory"),
+        ("a/b/c", "no such directory"),
+        ("world-llava-tinyy", "world-llava-tiny, world-qwen-tiny, world-text-tiny.*hub id .*network"),
+    ],
+)
+def test_targets_that_cannot_exist_fail_at_once_without_asking_the_hub(monkeypatch, target, match):
+    def hub(*_args, **_kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(specflash.Target, "from_pretrained", hub)
+    with pytest.raises(ValueError, match=match):
+        specflash.load(target)
+
+
+def test_a_directory_without_a_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a model directory: config.json is missing"):
+        specflash.load(str(tmp_path))

@@ -53,6 +53,20 @@ def test_data_urls():
             decode_data_url(bad)
 
 
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("data:text/plain;base64,aGVsbG8=", "the data URL holds text/plain, not an image"),
+        ("data:;base64,aGVsbG8=", "holds text/plain"),
+        ("data:image/png;base64,aGVsbG8=", "image data URL \\(image/png\\): not a decodable PNG or JPEG image"),
+    ],
+)
+def test_data_url_errors_name_the_media_type_not_python_objects(url, match):
+    with pytest.raises(MediaError, match=match) as error:
+        decode_data_url(url)
+    assert "BytesIO" not in str(error.value)
+
+
 def test_video_frames_are_sampled_at_the_asked_rate(tmp_path):
     path = write_video(tmp_path / "v.mp4")  # 3 s at 10 fps, frame i has gray level 8 i
     frames = load_video(path, fps=2, max_frames=8)

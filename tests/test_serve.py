@@ -175,6 +175,7 @@ BAD_REQUESTS = {
     "temperature out of range": ({"messages": _messages(), "temperature": 5}, 400, "invalid_value"),
     "n > 1": ({"messages": _messages(), "n": 2}, 400, "invalid_value"),
     "stop sequences": ({"messages": _messages(), "stop": ["."]}, 400, "unsupported_parameter"),
+    "placeholder text": ({"messages": _messages(text="What is <image>?")}, 400, "invalid_value"),
     "unknown model": ({"messages": _messages(), "model": "gpt-4"}, 404, "model_not_found"),
     "undecodable image": (
         {
@@ -246,6 +247,27 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(base_url, c
     assert error["code"] == code
     ok = _raw(base_url, {"messages": _messages(text="Hello."), "max_tokens": 2})
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "param"),
+    [
+        ("seed", 1e23, "seed"),
+        ("seed", 10**23, "seed"),
+        ("seed", -(2**64), "seed"),
+        ("messages", [{"role": "user", "content": "<|vision_start|>"}], "messages"),
+        (
+            "messages",
+            [{"role": "user", "content": [{"type": "image_url", "image_url": "data:text/plain;base64,aA=="}]}],
+            "messages",
+        ),
+    ],
+)
+def test_errors_name_the_parameter_at_fault(base_url, field, value, param):
+    response = _raw(base_url, {"messages": _messages(text="Hello."), field: value})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and "BytesIO" not in error["message"], error
 
 
 def test_unknown_routes_answer_in_the_openai_shape(base_url):

@@ -328,6 +328,32 @@ def test_training_refuses_user_mistakes(tmp_path):
     assert result.exit_code == 2 and "unknown keys ['learning_rate']" in result.output
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[train]\nlr = "fast"\n', "[train]: lr must be float, got 'fast'"),
+        ("[draft]\nk = 2.5\n", "[draft]: k must be int, got 2.5"),
+        ("[draft]\nheads = true\n", "[draft]: heads must be int, got True"),
+        ("[train]\nseed = false\n", "[train]: seed must be int, got False"),
+        ('[train]\nslot_weights = [1.0, "2"]\n', "[train]: slot_weights must be list[float], got [1.0, '2']"),
+        ("[train]\nmixed_precision = 16\n", "[train]: mixed_precision must be str, got 16"),
+        ("train = 3\n", "[train] must be a table, got 3"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_refused_before_any_work(tmp_path, toml, message):
+    (tmp_path / "bad.toml").write_text(toml)
+    args = ["--target", "never-loaded", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, ["train", *args, "--config", str(tmp_path / "bad.toml")])
+    assert result.exit_code == 2 and f"bad.toml {message}" in " ".join(result.output.split()), result.output
+
+
+def test_a_config_takes_an_int_for_a_float_and_leaves_sizes_open():
+    config = RunConfig.from_dict(
+        {"draft": {"rope_theta": 10000, "heads": None}, "train": {"lr": 1, "slot_weights": [1, 0.5]}}
+    )
+    assert config.train.lr == 1 and config.draft.rope_theta == 10000 and config.draft.heads is None
+
+
 def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path):
     target = llama()
     target.model.save_pretrained(tmp_path / "target")

@@ -268,6 +268,13 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--steps", "-1"], "greater than or equal to 0"),
         (["--target", "world-llava-tiny", "--vision-lr-scale", "-0.1"], "greater than or equal to 0"),
         (["--target", "world-llava-tiny", "--vision-lr-scale", "inf"], "must be finite and >= 0"),
+        (["--target", "world-llava-tiny", "--size", "bogus"], "'bogus' is not one of tiny, small"),
+        (["--target", "world-llava-tiny", "--lr", "-1"], "must be positive and finite, got -1.0"),
+        (["--target", "world-llava-tiny", "--lr", "0"], "must be positive and finite, got 0.0"),
+        (["--target", "world-llava-tiny", "--lr", "nan"], "must be positive and finite, got nan"),
+        (["--target", "world-llava-tiny", "--vision-steps", "-1"], "greater than or equal to 0"),
+        (["--target", "world-llava-tiny", "--lookup-loss-weight", "-1"], "greater than or equal to 0"),
+        (["--target", "world-llava-tiny", "--processes", "0"], "--processes must be between 1"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):

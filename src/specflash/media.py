@@ -34,7 +34,9 @@ def _open_image(source: io.BytesIO | Path, label: str, max_pixels: int) -> Image
         image.load()
     except MediaError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError:  # its message names only the file object, e.g. "<_io.BytesIO ...>"
+        raise MediaError(f"{label}: not a decodable PNG or JPEG image (no image format recognised)") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise MediaError(f"{label}: not a decodable PNG or JPEG image ({error})") from None
     return image.convert("RGB")
 
@@ -56,11 +58,14 @@ def decode_data_url(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     header, sep, payload = url.partition(",")
     if not sep or not header.startswith("data:") or not header.endswith(";base64"):
         raise MediaError("an image data URL must look like data:image/png;base64,<data>")
+    media_type = header.removeprefix("data:").split(";")[0] or "text/plain"  # RFC 2397's default
+    if not media_type.startswith("image/"):
+        raise MediaError(f"the data URL holds {media_type}, not an image (send data:image/png or data:image/jpeg)")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise MediaError("the image data URL does not hold valid base64") from None
-    return decode_image_bytes(data, "image data URL", max_pixels)
+    return decode_image_bytes(data, f"image data URL ({media_type})", max_pixels)
 
 
 def load_video(

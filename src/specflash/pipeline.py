@@ -35,6 +35,12 @@ UNTRAINED = "untrained"
 UNTRAINED_CONFIG = DraftConfig(k=3, latents=16, layers=1)
 # Families whose processors take a video; others get a video's frames as a run of images.
 VIDEO_FAMILIES = ("qwen2_5_vl",)
+ROLES = ("system", "user", "assistant")
+PART_TYPES = ("text", "image", "video")
+# Text the processors read as media (LLaVA's, Qwen2.5-VL's); the target's processor may name more.
+MEDIA_PLACEHOLDERS = ("<image>", "<video>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+# What torch.Generator.manual_seed takes.
+SEEDS = range(-(2**63), 2**64)
 
 TextCallback = Callable[[str], None]
 
@@ -113,11 +119,51 @@ class IncrementalDecoder:
 
 
 def _parts(content: Any) -> list[dict]:
+    """Message content as a list of parts, each checked: an unknown part must not be dropped unseen."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if not isinstance(content, list) or not all(isinstance(p, dict) and "type" in p for p in content):
-        raise ValueError("message content must be a string or a list of parts like {'type': 'text', 'text': ...}")
+    if not isinstance(content, list):
+        raise ValueError(
+            f"message content must be a string or a list of parts like {{'type': 'text', 'text': ...}}, "
+            f"got {type(content).__name__}"
+        )
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in PART_TYPES:
+            raise ValueError(
+                f"message part {part!r} is not one of {{'type': 'text', 'text': str}}, {{'type': 'image'}}, "
+                "{'type': 'video'}"
+            )
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise ValueError(f"a text part needs 'text' as a string, got {part!r}")
     return content
+
+
+def _media_list(frames: Any, name: str) -> list[Image.Image]:
+    """Images (or a video's frames) as a list of PIL images; a single image is a mistake, not a list of one."""
+    if isinstance(frames, Image.Image):
+        raise ValueError(f"{name} must be a list of PIL images; got one image (pass {name}=[image])")
+    if not isinstance(frames, list | tuple):
+        raise ValueError(f"{name} must be a list of PIL images, got {type(frames).__name__}")
+    for index, frame in enumerate(frames):
+        if not isinstance(frame, Image.Image):
+            raise ValueError(
+                f"{name}[{index}] is a {type(frame).__name__}, not a PIL image (files load with "
+                "specflash.media.load_image / load_video)"
+            )
+    return list(frames)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _media_placeholders(processor: Any) -> tuple[str, ...]:
+    """The strings this processor's tokenizer reads as media placeholder tokens."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    named = (getattr(processor, "image_token", None), getattr(processor, "video_token", None))
+    vocabulary = tokenizer.get_added_vocab()
+    return tuple(sorted({t for t in (*MEDIA_PLACEHOLDERS, *named) if t and t in vocabulary}))
 
 
 class Pipeline:
@@ -137,6 +183,7 @@ class Pipeline:
         self.target, self.draft = target, draft
         self.generator = SpeculativeGenerator(target, draft, tree)
         self.target_name, self.draft_name, self.draft_trained = target_name, draft_name, draft_trained
+        self._placeholders = _media_placeholders(target.processor)
         self._lock = threading.Lock()
 
     # -- facts -----------------------------------------------------------------------------------
@@ -167,9 +214,14 @@ class Pipeline:
         for message in messages:
             if not isinstance(message, dict) or "role" not in message or "content" not in message:
                 raise ValueError("each message must be a dict with 'role' and 'content'")
+            if message["role"] not in ROLES:
+                raise ValueError(f"message role {message['role']!r} is not one of {', '.join(ROLES)}")
             parts = []
             for part in _parts(message["content"]):
-                if part["type"] == "image":
+                if part["type"] == "text":
+                    self._check_text(part["text"])
+                    parts.append(part)
+                elif part["type"] == "image":
                     if not pending:
                         raise ValueError(f"the messages hold more image entries than the {len(images)} image(s) given")
                     ordered.append(pending.pop(0))
@@ -183,8 +235,6 @@ class Pipeline:
                     else:
                         parts.extend({"type": "image"} for _ in video)
                         ordered.extend(video)
-                else:
-                    parts.append(part)
             message["content"] = parts
         if pending:
             raise ValueError(f"{len(images)} image(s) given but the messages hold only {len(ordered)} image entries")
@@ -197,6 +247,15 @@ class Pipeline:
                 message["content"] = "".join(p.get("text", "") for p in message["content"])
         return messages, ordered
 
+    def _check_text(self, text: str) -> None:
+        """Refuse placeholder text: the processor would take it for media that was never given."""
+        for token in self._placeholders:
+            if token in text:
+                raise ValueError(
+                    f"the text contains {token!r}, a media placeholder token of this model; pass images and "
+                    "video as image/video parts (images=..., video=...), not as placeholder text"
+                )
+
     def encode(
         self,
         messages: list[dict],
@@ -205,9 +264,16 @@ class Pipeline:
         video_fps: float = DEFAULT_VIDEO_FPS,
     ) -> Any:
         """The processor's output for a conversation, with the assistant turn opened."""
+        if not isinstance(messages, list):
+            raise ValueError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
         if not messages:
             raise ValueError("at least one message is needed")
-        messages, ordered = self._media_messages(messages, list(images or []), video)
+        images = _media_list(images if images is not None else [], "images")
+        if video is not None:
+            video = _media_list(video, "video")
+            if not video:
+                raise ValueError("a video needs at least one frame")
+        messages, ordered = self._media_messages(messages, images, video)
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         special = adds_special_tokens(self.tokenizer, text)  # the rule training dumps follow too
         encoder = self.processor if self.takes_images else self.tokenizer
@@ -231,6 +297,10 @@ class Pipeline:
         """Answer a conversation in the Hugging Face chat format ({"type": "image"} / {"type": "video"}
         parts mark where `images` and `video` go). `stream` receives text deltas as they are decoded;
         `speculative=False` decodes plainly with the target alone (same harness, for comparisons)."""
+        if not _is_integer(max_new_tokens) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if not _is_integer(seed) or seed not in SEEDS:
+            raise ValueError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
         inputs = self.encode(messages, images, video, video_fps)
         decoder = IncrementalDecoder(self.tokenizer, stream)
         options = dict(
@@ -269,7 +339,10 @@ class Pipeline:
         video_fps: float = DEFAULT_VIDEO_FPS,
     ) -> ChatResult:
         """One user turn: the images (then the video) before the prompt text."""
-        content: list[dict] = [{"type": "image"} for _ in images or []]
+        if not isinstance(prompt, str):
+            raise ValueError(f"the prompt must be a string, got {type(prompt).__name__}")
+        images = _media_list(images if images is not None else [], "images")
+        content: list[dict] = [{"type": "image"} for _ in images]
         if video is not None:
             content.append({"type": "video"})
         content.append({"type": "text", "text": prompt})
@@ -295,25 +368,47 @@ def _world_models() -> Any:
     return models
 
 
-def load_target(name: str, device: str | None = None) -> Target:
-    """A target by hub id, directory or shipped world name, with a processor that works offline."""
+def _target_dir(name: str) -> Path | None:
+    """The directory of a shipped world name or a model directory; None for a hub id ('owner/name').
+    Anything else is refused here, before the hub is asked (offline, that takes half a minute of retries)."""
     world_models = _world_models()
-    path = world_models.resolve(name)
-    if name in world_models.SHIPPED and not (path / "model.safetensors").is_file():
+    if name in world_models.SHIPPED:
+        path = world_models.shipped_path(name)
+        if not (path / "model.safetensors").is_file():
+            raise ValueError(
+                f"the world target {name!r} is not in this installation ({path} holds no model.safetensors); "
+                "train it with `specflash world train`, or pass --target with a hub id or a model directory"
+            )
+        return path
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{name} is not a model directory: config.json is missing")
+        return path
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise ValueError(f"target {name!r}: no such directory")
+    if "/" not in name:
         raise ValueError(
-            f"the world target {name!r} is not in this installation ({path} holds no model.safetensors); "
-            "train it with `specflash world train`, or pass --target with a hub id or a model directory"
+            f"unknown target {name!r}: neither a shipped world target ({', '.join(world_models.SHIPPED)}) nor a "
+            "model directory; a hub id ('owner/name') needs network access or the model in the local "
+            "Hugging Face cache"
         )
-    if not path.is_dir():
-        return Target.from_pretrained(name, device=device)  # a hub id
-    target = Target.from_pretrained(path, device=device)
-    stock_failed = getattr(target.processor, "image_processor", None) is None
-    if name in world_models.SHIPPED or (stock_failed and (path / "preprocessor_config.json").is_file()):
-        # World targets preprocess as they were trained (PIL); Qwen2.5-VL's stock processor needs torchvision.
+    return None
+
+
+def load_target(name: str, device: str | None = None) -> Target:
+    """A target by hub id, directory or shipped world name."""
+    path = _target_dir(name)
+    if path is None:
+        return Target.from_pretrained(name, device=device)
+    processor = None
+    if _world_models().is_world_model(path):
+        # World targets preprocess as they were trained (PIL), which needs no torchvision for Qwen2.5-VL.
+        # Only they: the PIL stand-in sizes video frames for the world recipe, not for other models.
         from specflash.world.processing import load_processor
 
-        target.processor = load_processor(path)
-    return target
+        processor = load_processor(path)
+    return Target.from_pretrained(path, device=device, processor=processor)
 
 
 def _load_draft(target: Target, target_name: str, draft: str | Path | None) -> tuple[Draft, str, bool]:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from specflash.media import DEFAULT_MAX_PIXELS, MediaError, decode_data_url, load_image
-from specflash.pipeline import ChatResult, Pipeline
+from specflash.pipeline import SEEDS, ChatResult, Pipeline
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None  # None: a fresh seed per request, as OpenAI samples anew each time
+    # None: a fresh seed per request, as OpenAI samples anew each time. Bounded here, so that an error
+    # names "seed" (the pipeline's own check would be reported against the messages).
+    seed: int | None = Field(None, ge=SEEDS.start, lt=SEEDS.stop)
     n: int = Field(1, ge=1, le=1)
     stop: str | list[str] | None = None
     stream: bool = False

@@ -8,22 +8,21 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from specflash.bench.report import plot, print_table, summarize, write_summary
-from specflash.bench.runner import AR, Bench, tasks_for
-from specflash.commands import ADAPTIVE_OPTION, DEPTH_OPTION, TOP_K_OPTION, TOTAL_TOKENS_OPTION
+from specflash.bench.report import plot, print_table, write_report
+from specflash.bench.runner import AR, Bench, parse_tasks, tasks_for
+from specflash.commands import ADAPTIVE_OPTION, DEPTH_OPTION, TOP_K_OPTION, TOTAL_TOKENS_OPTION, user_errors
 from specflash.draft import Draft
-from specflash.pipeline import DEFAULT_TARGET, Pipeline, load_target, resolve_draft
+from specflash.pipeline import DEFAULT_TARGET, Pipeline, load_target, resolve_draft, shipped_drafts
 from specflash.tree import TreeConfig
 
-# The ablation: each part of FLASH alone and together, next to plain decoding, as shipped drafts.
+# Without --draft: the target's shipped eagle and flash drafts; --ablate: each part of FLASH alone and
+# together, next to plain decoding.
+DEFAULT_DRAFTS = ("eagle", "flash")
 ABLATION = ("eagle", "latents", "sar", "flash")
 
 
-def _drafts(target_name: str, named: list[str], ablate: bool) -> dict[str, Path]:
-    if ablate:
-        return {part: resolve_draft(f"{target_name}-{part}") for part in ABLATION}
-    if not named:
-        named = [f"{part}={target_name}-{part}" for part in ("eagle", "flash")]
+def _named_drafts(named: list[str]) -> dict[str, Path]:
+    """--draft NAME=PATH items, checked before the target loads (which can take minutes)."""
     drafts = {}
     for item in named:
         name, sep, where = item.partition("=")
@@ -35,12 +34,32 @@ def _drafts(target_name: str, named: list[str], ablate: bool) -> dict[str, Path]
     return drafts
 
 
+def _shipped_drafts(target_name: str, parts: tuple[str, ...]) -> dict[str, Path]:
+    """The target's shipped drafts; looked up once the target has loaded, so a bad --target is reported as
+    such rather than as a missing draft."""
+    missing = [part for part in parts if f"{target_name}-{part}" not in shipped_drafts()]
+    if missing:
+        raise ValueError(f"no shipped {', '.join(missing)} draft(s) for target {target_name!r}; pass --draft NAME=PATH")
+    return {part: resolve_draft(f"{target_name}-{part}") for part in parts}
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a directory or not exist yet: found now, not when the first results are written."""
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out} cannot be a directory: {existing} is a file")
+
+
 def bench(
     target: str = typer.Option(DEFAULT_TARGET, help="Hub id, directory or shipped world target."),
     draft: list[str] = typer.Option(
         [], "--draft", help="NAME=PATH, repeatable; default: the target's shipped eagle and flash drafts."
     ),
-    tasks: str = typer.Option("caption,instruct,video", help="Comma-separated: caption, instruct, video, text."),
+    tasks: str = typer.Option(
+        None,
+        help="Comma-separated: caption, instruct, video, text (default: caption,instruct,video; text for a "
+        "text-only target). Any target takes text.",
+    ),
     n: int = typer.Option(10, min=1, help="Held-out samples per task."),
     temperature: float = typer.Option(0.0, min=0.0),
     seed: int = typer.Option(0, help="Seed of the held-out samples and of sampling."),
@@ -56,29 +75,30 @@ def bench(
     kind: str = typer.Option("image", help="--profile: prompt with an 'image' (576 tokens) or 'video' (8 frames)."),
     dtype: str = typer.Option(None, help="--profile: float32, bfloat16 or float16 (default: bf16 on GPU)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
-    out: Path = typer.Option(Path("runs/bench"), help="Directory for jsonl, summary.json and plots."),
+    out: Path = typer.Option(
+        Path("runs/bench"), help="Directory for jsonl, summary.json and plots, rewritten after every sample."
+    ),
 ) -> None:
     """Measure speed-up, tau and acceptance of drafts against plain decoding on held-out world tasks."""
     console = Console()
+    with user_errors():
+        _check_out(out)
     if profile:
         _profile(console, shape, layers, kind, device, dtype, depth, top_k, total_tokens, out)
         return
-    try:
+    with user_errors():
         tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens, adaptive=adaptive_tree)
-        draft_dirs = _drafts(target, draft, ablate)
+        asked_tasks = parse_tasks(tasks)
+        draft_dirs = _named_drafts(draft) if draft and not ablate else {}
         loaded = load_target(target, device)
+        draft_dirs = draft_dirs or _shipped_drafts(target, ABLATION if ablate else DEFAULT_DRAFTS)
         drafts = {name: Draft.from_pretrained(path) for name, path in draft_dirs.items()}
         for loaded_draft in drafts.values():
             loaded_draft.check_target(loaded)
         pipeline = Pipeline(loaded, next(iter(drafts.values())), tree, target_name=target)
-        task_list = tasks_for(pipeline, [t.strip() for t in tasks.split(",") if t.strip()])
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        task_list = tasks_for(pipeline, asked_tasks)
+        out.mkdir(parents=True, exist_ok=True)
     runner = Bench(pipeline, drafts, tree, max_new_tokens, temperature, seed)
-    with Progress(console=console, transient=True) as progress:
-        job = progress.add_task("benchmarking", total=n * len(task_list))
-        records = runner.run(task_list, n, seed, out, progress=lambda: progress.advance(job))
-    results = summarize(records, depth, temperature)
     settings = {
         "target": target,
         "drafts": {k: str(v) for k, v in draft_dirs.items()},
@@ -88,10 +108,28 @@ def bench(
         "seed": seed,
         "max_new_tokens": max_new_tokens,
         "tree": {"depth": depth, "top_k": top_k, "total_tokens": total_tokens, "adaptive": tree.adaptive},
-        "cycle_costs": runner.cycle_costs(),
+        "cycle_costs": {},
         "timing": "wall time of the whole call: vision encoding, target and draft prefill, decoding",
     }
-    write_summary(out, results, settings)
+    planned = n * len(task_list)
+    results: list[dict] = []
+    try:
+        with Progress(console=console, transient=True) as progress:
+            job = progress.add_task("benchmarking", total=planned)
+            results = write_report(out, [], settings, planned)  # this run's summary.json from the start
+            for records in runner.run(task_list, n, seed):
+                settings["cycle_costs"] = runner.cycle_costs()
+                results = write_report(out, records, settings, planned)
+                progress.advance(job)
+    except KeyboardInterrupt:
+        done = sum(r["samples"] for r in results if r["method"] == AR)
+        if results:
+            print_table(results, console)
+        console.print(
+            f"interrupted after {done} of {planned} samples: {out}/summary.json (marked partial) and *.jsonl "
+            "hold the finished ones; plots are drawn for complete runs only"
+        )
+        raise typer.Exit(130) from None
     plot(out, results)
     print_table(results, console)
     console.print(f"wrote {out}/summary.json, per-sample *.jsonl and plots")

@@ -7,14 +7,20 @@ prefill out, (tokens - 1) / verification cycles per sample summed, the conventio
 draft_forwards_per_cycle excludes the draft's prefill and, as the last cycle needs no catch-up, is about
 1/cycles below ceil(depth/k); alpha_by_depth counts the draft tokens each cycle's verification accepted,
 before any cut at a stop token or max_new_tokens; tree_tokens_per_cycle is the mean number of draft
-nodes verified per cycle (an adaptive tree's chosen sizes).
+nodes verified per cycle (an adaptive tree's chosen sizes, 0 for a plain step), and plain_step_share the
+share of a speculative method's cycles that were plain steps (an adaptive tree's pauses; docs/engine.md).
+
+The report is rewritten after every sample, each file atomically, so an interrupted run keeps its
+finished samples; until all are done summary.json says how far it got under "partial".
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,7 @@ def summarize(records: list[Record], depth: int, temperature: float) -> list[dic
                         0.0 if method == AR else sum(r.draft_forwards - 1 for r in runs) / max(decode_cycles, 1)
                     ),
                     "tree_tokens_per_cycle": sum(sizes) / len(sizes) if sizes else 0.0,
+                    "plain_step_share": sizes.count(0) / len(sizes) if sizes else 0.0,
                     "draft_time_share": sum(r.draft_time for r in runs) / time,
                     "tokens_per_s": tokens / time,
                     "prefill_time": sum(r.prefill_time for r in runs) / len(runs),
@@ -90,11 +97,37 @@ def environment() -> tuple[dict[str, Any], dict[str, str]]:
     return hardware, versions
 
 
-def write_summary(out: Path, results: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: an interrupt leaves the old file or the new, never half."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_summary(
+    out: Path, results: list[dict[str, Any]], settings: dict[str, Any], partial: dict[str, int] | None = None
+) -> dict[str, Any]:
     hardware, versions = environment()
     summary = {"results": results, "hardware": hardware, "versions": versions, "settings": settings}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if partial:
+        summary["partial"] = partial
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def write_report(out: Path, records: list[Record], settings: dict[str, Any], planned: int) -> list[dict[str, Any]]:
+    """Rewrite the jsonl of the task the last record belongs to and summary.json, marked partial until all
+    `planned` samples are done; returns the summarized results."""
+    if records:
+        task = records[-1].task
+        for method in dict.fromkeys(r.method for r in records):
+            lines = [json.dumps(asdict(r)) for r in records if r.method == method and r.task == task]
+            _write_atomic(out / f"{method}-{task}.jsonl", "\n".join(lines) + "\n")
+    results = summarize(records, settings["tree"]["depth"], settings["temperature"])
+    done = len({(r.task, r.sample) for r in records})
+    partial = {"samples_done": done, "samples_planned": planned} if done < planned else None
+    write_summary(out, results, settings, partial)
+    return results
 
 
 def print_table(results: list[dict[str, Any]], console: Console) -> None:

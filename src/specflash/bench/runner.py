@@ -9,10 +9,8 @@ included (prefill_time says how much of it that was).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from specflash.draft import Draft
 from specflash.generate import GenerationResult, SpeculativeGenerator, autoregressive_generate
@@ -21,6 +19,8 @@ from specflash.tree import TreeConfig
 from specflash.world.tasks import TASKS, Sample, make_samples
 
 AR = "ar"
+# What --tasks means when not given: the image tasks, or `text` on a text-only target.
+IMAGE_TASKS = ("caption", "instruct", "video")
 
 
 @dataclass
@@ -41,16 +41,27 @@ class Record:
     token_ids: list[int]
 
 
-def tasks_for(pipeline: Pipeline, tasks: list[str]) -> list[str]:
-    """The requested tasks this target can take (a text model takes only `text`); unknown names are
-    refused before any task runs."""
+def parse_tasks(text: str | None) -> list[str]:
+    """--tasks as a list without repeats, unknown names refused before any model loads; empty when not given."""
+    tasks = list(dict.fromkeys(t.strip() for t in (text or "").split(",") if t.strip()))
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(map(repr, unknown))}; known: {', '.join(TASKS)}")
-    usable = [t for t in tasks if (t == "text") != pipeline.takes_images]
-    if not usable:
-        raise ValueError(f"none of the tasks {tasks} suits target {pipeline.target_name!r}")
-    return usable
+    return tasks
+
+
+def tasks_for(pipeline: Pipeline, tasks: list[str]) -> list[str]:
+    """The tasks to run on this target: those asked for, else its default. `text` runs on any target (an
+    image target takes text-only prompts); image tasks on a text-only target are refused, not dropped."""
+    if not tasks:
+        return list(IMAGE_TASKS) if pipeline.takes_images else ["text"]
+    needs_images = [t for t in tasks if t != "text"]
+    if needs_images and not pipeline.takes_images:
+        raise ValueError(
+            f"task(s) {', '.join(needs_images)} need images, but target {pipeline.target_name!r} is a text-only "
+            "model; it takes --tasks text"
+        )
+    return tasks
 
 
 def _prompt(sample: Sample) -> list[dict]:
@@ -80,11 +91,10 @@ class Bench:
             return autoregressive_generate(self.pipeline.target, inputs, **self.options)
         return self.generators[method].generate(inputs, **self.options)
 
-    def run(
-        self, tasks: list[str], n: int, seed: int, out: Path, progress: Callable[[], None] | None = None
-    ) -> list[Record]:
+    def run(self, tasks: list[str], n: int, seed: int) -> Iterator[list[Record]]:
+        """Yields the records so far after each sample, once every method has run it, so the caller can
+        save finished work as it goes."""
         records: list[Record] = []
-        out.mkdir(parents=True, exist_ok=True)
         for task in tasks:
             samples = make_samples(task, "eval", n, seed)
             encoded = [self.pipeline.encode(_prompt(s), s.images, s.video) for s in samples]
@@ -92,13 +102,12 @@ class Bench:
                 warm_up = self._run(method, encoded[0])  # untimed
                 if warm_up.stats.sizing_time:
                     self.sizing_times[method] = warm_up.stats.sizing_time
-            task_records: list[Record] = []
             for index, inputs in enumerate(encoded):
                 shift = index % len(self.methods)
                 for method in self.methods[shift:] + self.methods[:shift]:
                     result = self._run(method, inputs)
                     stats = result.stats
-                    task_records.append(
+                    records.append(
                         Record(
                             method,
                             task,
@@ -116,13 +125,7 @@ class Bench:
                             result.new_token_ids[0],
                         )
                     )
-                if progress:
-                    progress()
-            for method in self.methods:
-                lines = [json.dumps(asdict(r)) for r in task_records if r.method == method]
-                (out / f"{method}-{task}.jsonl").write_text("\n".join(lines) + "\n")
-            records.extend(task_records)
-        return records
+                yield records
 
     def cycle_costs(self) -> dict[str, dict]:
         """What each adaptive tree measured: the seconds spent and the cost curve, by method."""

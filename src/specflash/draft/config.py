@@ -32,13 +32,12 @@ class DraftConfig:
     target_model_type: str | None = None  # tells apart architectures one family serves (Qwen2-VL, Qwen2.5-VL)
 
     def __post_init__(self) -> None:
-        for name in ("k", "layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DraftConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.latents < 0:
-            raise ValueError(f"DraftConfig.latents must be >= 0, got {self.latents}")
-        if self.latent_heads is not None and self.latent_heads < 1:
-            raise ValueError(f"DraftConfig.latent_heads must be >= 1, got {self.latent_heads}")
+        for name, least in (("k", 1), ("layers", 1), ("latents", 0), ("latent_heads", 1)):
+            value = getattr(self, name)
+            if name == "latent_heads" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"DraftConfig.{name} must be an integer >= {least}, got {value!r}")
 
     def resolve(self, target: Any) -> DraftConfig:
         """Fill every size the user left open from the target's text model."""

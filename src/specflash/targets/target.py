@@ -33,13 +33,21 @@ class Prefill:
 
 
 def _load_processor(path_or_id: str | Path) -> Any:
-    """The checkpoint's processor, else its tokenizer, else None (a bare model still decodes ids)."""
+    """The checkpoint's processor, else its tokenizer, else None (a bare model still decodes ids). A
+    processor that needs a package not installed is an error: its bare tokenizer would drop the images."""
     import transformers
 
     for loader in (transformers.AutoProcessor, transformers.AutoTokenizer):
         try:
             return loader.from_pretrained(path_or_id)
-        except (OSError, ValueError, TypeError, KeyError, ImportError):  # ImportError: e.g. no torchvision
+        except ImportError as error:
+            said = " ".join(str(error).split())
+            raise ValueError(
+                f"the processor of {path_or_id} needs a package that is not installed; install it "
+                f"(Qwen2.5-VL's needs torchvision: pip install torchvision, built for your torch). "
+                f"transformers says: {said}"
+            ) from error
+        except (OSError, ValueError, TypeError, KeyError):
             continue
     return None
 
@@ -77,10 +85,14 @@ class Target:
 
     @classmethod
     def from_pretrained(
-        cls, path_or_id: str | Path, dtype: torch.dtype | str | None = None, device: str | None = None
+        cls,
+        path_or_id: str | Path,
+        dtype: torch.dtype | str | None = None,
+        device: str | None = None,
+        processor: Any = None,
     ) -> Target:
-        """Load a checkpoint (hub id or directory) with its processor; dtype defaults to float32 on CPU
-        and bfloat16 on CUDA."""
+        """Load a checkpoint (hub id or directory) with its processor, or with `processor` when given;
+        dtype defaults to float32 on CPU and bfloat16 on CUDA."""
         import transformers
 
         device = resolve_device(device)
@@ -98,8 +110,10 @@ class Target:
         if model_type not in SUPPORTED.split(", "):
             raise ValueError(f"{path_or_id}: model type {model_type!r} is not supported; supported: {SUPPORTED}")
         model_class = classes.get(model_type, transformers.AutoModelForCausalLM)
+        if processor is None:  # before the weights: a missing package should not wait for gigabytes
+            processor = _load_processor(path_or_id)
         model = model_class.from_pretrained(path_or_id, dtype=dtype, attn_implementation="sdpa").to(device)
-        return cls(model, _load_processor(path_or_id))
+        return cls(model, processor)
 
     # -- facts about the model -------------------------------------------------------------------
     @property

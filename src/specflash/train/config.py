@@ -13,11 +13,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from specflash.draft import DraftConfig
+
+UNIONS = (typing.Union, types.UnionType)  # what `int | None` and `Optional[int]` are
 
 # DraftConfig fields a user may set; the rest are facts filled from the target.
 USER_DRAFT_KEYS = (
@@ -107,9 +111,8 @@ class RunConfig:
         unknown_sections = sorted(set(data) - {"draft", "train"})
         if unknown_sections:
             raise ValueError(f"{source}: unknown sections {unknown_sections}; known: [draft], [train]")
-        draft, train = dict(data.get("draft", {})), dict(data.get("train", {}))
-        _check_keys(draft, USER_DRAFT_KEYS, f"{source} [draft]")
-        _check_keys(train, tuple(f.name for f in dataclasses.fields(TrainConfig)), f"{source} [train]")
+        draft = _section(data, "draft", DraftConfig, USER_DRAFT_KEYS, source)
+        train = _section(data, "train", TrainConfig, tuple(f.name for f in dataclasses.fields(TrainConfig)), source)
         return cls(DraftConfig(**draft), TrainConfig(**train))
 
     @classmethod
@@ -131,7 +134,36 @@ def load_config(path: str | Path | None) -> RunConfig:
     return RunConfig.from_dict(data, str(path))
 
 
-def _check_keys(section: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+def _section(data: dict[str, Any], name: str, config: type, known: tuple[str, ...], source: str) -> dict[str, Any]:
+    """Section `name` of `data`, its keys among `known` and each value of its field's type in `config`."""
+    where = f"{source} [{name}]"
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise ValueError(f"{where} must be a table, got {section!r}")
     unknown = sorted(set(section) - set(known))
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: {', '.join(known)}")
+    hints = typing.get_type_hints(config)
+    for key, value in section.items():
+        if not _is_of(value, hints[key]):
+            raise ValueError(f"{where}: {key} must be {_type_name(hints[key])}, got {value!r}")
+    return dict(section)
+
+
+def _is_of(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a field's type: an int where a float is expected, not a bool for a number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in UNIONS:
+        return any(_is_of(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_is_of(v, args[0]) for v in value)
+    if hint is float:
+        hint = (int, float)
+    return isinstance(value, hint) and not (isinstance(value, bool) and hint is not bool)
+
+
+def _type_name(hint: Any) -> str:
+    """A field's type as a config file gives it: None is no value there but the key left out."""
+    if typing.get_origin(hint) in UNIONS:
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint) if arg is not types.NoneType)
+    return hint.__name__ if isinstance(hint, type) else str(hint)

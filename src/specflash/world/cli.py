@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,21 +15,58 @@ from rich.table import Table
 
 from ..devices import resolve_device
 from .recipes import FAMILIES, SIZES
-from .tasks import TASKS, make_samples
+from .tasks import DRILLS, SPLITS, TASKS, make_samples
 
 app = typer.Typer(help="The synthetic multimodal world: data, tiny target training, target quality.")
 console = Console()
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """An option callback that refuses a value outside `choices` while the options are parsed."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _positive_finite(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be positive and finite, got {value}")
+    return value
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse an output file that could not be written, before the work whose result it is to hold."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a directory", param_hint=option)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise typer.BadParameter(f"cannot write {path}: {path.parent} is a file", param_hint=option) from None
+    except OSError as error:
+        raise typer.BadParameter(f"cannot write {path}: {error.strerror}", param_hint=option) from None
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise typer.BadParameter(f"cannot write {path}: permission denied", param_hint=option)
+
+
 @app.command()
 def build(
     out: Path = typer.Option(..., help="Directory to write samples into (PNG frames + samples.jsonl)."),
-    task: str = typer.Option("caption", help=f"One of {', '.join(TASKS)}."),
-    split: str = typer.Option("eval", help="train or eval."),
+    task: str = typer.Option(
+        "caption",
+        callback=_one_of((*TASKS, *DRILLS)),
+        help=f"One of {', '.join(TASKS)}, or with --split train a drill: {', '.join(DRILLS)}.",
+    ),
+    split: str = typer.Option("eval", callback=_one_of(SPLITS), help=f"One of {', '.join(SPLITS)}."),
     n: int = typer.Option(16, min=1, help="Number of samples."),
     seed: int = typer.Option(0, help="Stream seed."),
 ) -> None:
     """Write n samples of a task: images and video frames as PNG, messages and facts as JSON lines."""
+    if task in DRILLS and split != "train":
+        raise typer.BadParameter(f"{task!r} is a training-only task: add --split train", param_hint="--task")
     out.mkdir(parents=True, exist_ok=True)
     with (out / "samples.jsonl").open("w") as f:
         for i, s in enumerate(make_samples(task, split, n, seed)):
@@ -69,7 +109,7 @@ def _parse_mix(target: str, text: str) -> dict[str, float]:
 def train(
     target: str = typer.Option(..., help=f"One of {', '.join(FAMILIES)}."),
     out: Path = typer.Option(None, help="Output directory (default: world-models/<target>)."),
-    size: str = typer.Option("tiny", help=f"Recipe size: {', '.join(SIZES)}."),
+    size: str = typer.Option("tiny", callback=_one_of(tuple(SIZES)), help=f"Recipe size: {', '.join(SIZES)}."),
     steps: int = typer.Option(
         None,
         min=0,
@@ -81,7 +121,7 @@ def train(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
     ),
     batch: int = typer.Option(16, min=1, help="Sequences per step."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    lr: float = typer.Option(2e-3, callback=_positive_finite, help="Peak learning rate."),
     vision_lr_scale: float | None = typer.Option(
         None,
         min=0.0,
@@ -197,13 +237,14 @@ def evaluate_cmd(
     threads: int = typer.Option(1, min=1, help="CPU threads for torch."),
 ) -> None:
     """Measure a world target on held-out samples."""
-    from .evaluate import evaluate
-    from .models import trained_path
+    from .evaluate import check_target, evaluate
 
     try:
-        trained_path(target)
+        check_target(target)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--target") from None
+    if json_path:
+        _check_writable(json_path, "--json")
     torch.set_num_threads(threads)
     result = evaluate(target, n=n, seed=seed, batch=batch)
     table = Table(title=f"{target} (split eval, seed {seed}, n {n})")
@@ -214,5 +255,4 @@ def evaluate_cmd(
             table.add_row(key, f"{value:.3f}")
     console.print(table)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2))

@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import torch
 from rich.progress import Progress
 
-from .models import load
+from .models import family_for, load, trained_path
 from .parse import kinds_named, parse_answer, parse_events
 from .processing import encode, tokenizer_of
 from .tasks import Sample, make_samples
@@ -80,7 +81,17 @@ def _turn_prompts(samples: list[Sample]) -> tuple[list[Prompt], list[tuple[str, 
     return prompts, expected
 
 
+def check_target(target: str | Path) -> str:
+    """The family of a trained world target; ValueError for any other model directory (a draft, say)."""
+    path = trained_path(target)
+    config = json.loads((path / "config.json").read_text())
+    if "target_family" in config:  # written by Draft.save_pretrained, in drafts and their checkpoints
+        raise ValueError(f"{path} is a draft for a {config['target_family']} target, not a target model")
+    return family_for(path)
+
+
 def evaluate(target: str | Path, n: int = 100, seed: int = 0, batch: int = 16) -> dict:
+    check_target(target)
     model, processor, family = load(target)
     t0 = time.perf_counter()
     result: dict = {"target": str(target), "family": family, "n": n, "seed": seed, "split": "eval"}

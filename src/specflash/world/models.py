@@ -41,9 +41,25 @@ def resolve(target: str | Path) -> Path:
     return shipped_path(str(target)) if str(target) in SHIPPED else Path(target)
 
 
+def is_world_model(path: Path) -> bool:
+    """Whether `specflash world train` made the model in `path` (shipped or not): its processor is then
+    the world's own, which also runs without torchvision."""
+    try:
+        state = json.loads((path / "training_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("config", {}).get("name") in SHIPPED
+
+
+FAMILY_OF_MODEL_TYPE = {"llava": "llava", "qwen2_5_vl": "qwen", "llama": "text"}
+
+
 def family_for(path: Path) -> str:
-    model_type = json.loads((path / "config.json").read_text())["model_type"]
-    return {"llava": "llava", "qwen2_5_vl": "qwen", "llama": "text"}[model_type]
+    """The world family of a model directory; ValueError for a model no world recipe makes."""
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type not in FAMILY_OF_MODEL_TYPE:
+        raise ValueError(f"{path} is not a world target model (model type {model_type!r})")
+    return FAMILY_OF_MODEL_TYPE[model_type]
 
 
 def trained_path(target: str | Path) -> Path:
