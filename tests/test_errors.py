@@ -1,5 +1,7 @@
 """Bad input gets a clear ValueError, not a stack trace from inside torch."""
 
+from functools import partial
+
 import pytest
 import tiny
 import torch
@@ -54,6 +56,21 @@ def test_prompt_plus_new_tokens_past_context(llava) -> None:
         SpeculativeGenerator(llava, draft).generate(tiny.llava_inputs([1]), max_new_tokens=500)
 
 
+def test_a_request_that_fits_the_context_decodes_to_its_last_position() -> None:
+    target, inputs = tiny.llama(seed=2), tiny.text_inputs(seed=2)
+    context = inputs["input_ids"].shape[1] + 30 - 1  # the 30th token is never fed back
+    target.family.text_config.max_position_embeddings = context
+    tree = TreeConfig(depth=5, top_k=4, total_tokens=24, adaptive=False)
+    generator = SpeculativeGenerator(target, Draft.for_target(target, DraftConfig(k=2), seed=2), tree)
+    plain = autoregressive_generate(target, inputs, max_new_tokens=30, stop_token_ids=[])
+    result = generator.generate(inputs, max_new_tokens=30, stop_token_ids=[])
+    assert result.new_token_ids == plain.new_token_ids and len(plain.new_token_ids[0]) == 30
+    assert result.stats.tree_sizes[0] == 24 and result.stats.tree_sizes[-1] == 0  # no tree past the context
+    for generate in (generator.generate, partial(autoregressive_generate, target)):
+        with pytest.raises(ValueError, match=f"= {context + 1} positions exceeds the model's context of {context}"):
+            generate(inputs, max_new_tokens=31)
+
+
 def test_right_padding_is_refused(llava) -> None:
     inputs = {"input_ids": torch.tensor([[1, 5, 0]]), "attention_mask": torch.tensor([[1, 1, 0]])}
     with pytest.raises(ValueError, match="left-padded"):
@@ -89,7 +106,9 @@ def test_bad_sampling_settings(llava, kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"depth": 0}, "depth must be >= 1"),
+        ({"depth": 0}, "depth must be an integer >= 1"),
+        ({"depth": 2.5}, "depth must be an integer >= 1, got 2.5"),
+        ({"adaptive": "no"}, "adaptive must be True or False, got 'no'"),
         ({"depth": 2, "top_k": 2, "total_tokens": 10}, "exceeds the 6 nodes"),
         ({"paths": ()}, "at least one path"),
         ({"paths": ((0, -1),)}, "ranks >= 0"),
@@ -108,7 +127,13 @@ def test_tree_wider_than_vocabulary() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"k": 0}, "k must be >= 1"), ({"layers": 0}, "layers must be >= 1"), ({"latents": -1}, ">= 0")],
+    [
+        ({"k": 0}, "k must be an integer >= 1"),
+        ({"k": 2.5}, "k must be an integer >= 1, got 2.5"),
+        ({"layers": 0}, "layers must be an integer >= 1"),
+        ({"latents": -1}, ">= 0"),
+        ({"latents": True}, "latents must be an integer >= 0, got True"),
+    ],
 )
 def test_bad_draft_configs(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

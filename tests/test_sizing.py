@@ -1,5 +1,6 @@
 """Adaptive tree sizes: the size rule, the cost measurement, and exact output at any size."""
 
+import itertools
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from specflash import CycleCost, Draft, DraftConfig, SpeculativeGenerator, TreeConfig, autoregressive_generate
 from specflash.draft import Drafter
-from specflash.sizing import measure_cycle_cost, measured_sizes
+from specflash.sizing import LONGEST_PAUSE, CyclePlanner, measure_cycle_cost, measured_sizes
 
 TREE = TreeConfig(depth=5, top_k=4, total_tokens=24)
 
@@ -42,12 +43,118 @@ def test_best_size_adds_up_the_rows_and_stops_at_the_measured_curve() -> None:
     assert flat(3).best_size(torch.zeros(1, 10)) == 3
 
 
+def test_a_request_trusts_its_draft_as_far_as_the_target_accepts() -> None:
+    cost = CycleCost(draft=1.0, verify=tuple(1.0 + 0.1 * n for n in range(9)))
+    scores = torch.tensor([[0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92]]).log()
+    planner = CyclePlanner(cost, rows=1)
+    assert planner(scores) == cost.best_size(scores) == 8  # no record yet: the promises are taken at face value
+    for _ in range(3):
+        planner(scores)
+        planner.drafted(0)  # the target refuses what the draft is sure of
+    assert planner.trust < 0.1 and planner(scores) < 4
+    for _ in range(40):  # the draft turns right: trusted again, and more than it claims when it understates
+        planner.drafted(round(2 * planner.last_promise))
+        planner(scores)
+    assert planner.trust > 1.5 and planner(scores) == 8
+    assert cost.best_size(scores, trust=0.0) == 1
+
+
+def test_drafting_pauses_while_it_does_not_pay_and_is_tried_again() -> None:
+    cost = CycleCost(draft=1.0, verify=tuple(1.0 + 0.1 * n for n in range(9)))  # a plain step: 1.0
+    scores = torch.full((1, 8), 0.9).log()
+    planner = CyclePlanner(cost, rows=1)
+    pauses = []
+    for _ in range(11):
+        assert planner.drafts()
+        planner(scores)
+        planner.drafted(0)  # nothing bought for two plain steps' time and more
+        pause = 0
+        while not planner.drafts():
+            pause += 1
+        pauses.append(pause)
+    assert pauses == [0, 0, 1, 2, 4, 8, 16, 32, 64, LONGEST_PAUSE, LONGEST_PAUSE] and LONGEST_PAUSE == 128
+    planner(scores)
+    planner.drafted(3)  # the draft's try after a long pause pays: 4 tokens for 2.1 plain steps' time
+    assert all(planner.drafts() for _ in range(5))
+
+
+def test_a_draft_a_little_slower_than_plain_steps_is_not_paused() -> None:
+    cost = CycleCost(draft=1.0, verify=tuple(1.0 + 0.1 * n for n in range(9)))
+    planner = CyclePlanner(cost, rows=1)
+    for _ in range(10):
+        assert planner.drafts()
+        assert planner(torch.full((1, 4), 0.9).log()) == 4
+        planner.drafted(1)  # 2 tokens in 2.4 plain steps' time: 0.83 of plain decoding, within the noise
+
+
+MILD = CycleCost(draft=1.0, verify=tuple(1.0 + 0.05 * n for n in range(TREE.total_tokens + 1)))
+
+
+def make_drafts_sure_of_themselves(monkeypatch) -> None:
+    """An untrained draft made sure of itself: near-one probabilities on tokens the target rarely picks."""
+    monkeypatch.setattr(Drafter, "_logp", lambda self, predicted: (self.target.logits(predicted) * 100).log_softmax(-1))
+
+
+def test_a_draft_sure_of_the_wrong_tokens_gets_small_trees_then_pauses(monkeypatch) -> None:
+    make_drafts_sure_of_themselves(monkeypatch)
+    target, inputs = tiny.llama(seed=2), tiny.text_inputs(seed=2)
+    draft = Draft.for_target(target, DraftConfig(k=2), seed=2)
+    result = SpeculativeGenerator(target, draft, TREE, cost=MILD).generate(inputs, max_new_tokens=30)
+    assert result.new_token_ids == autoregressive_generate(target, inputs, max_new_tokens=30).new_token_ids
+    stats = result.stats
+    drafted = [size for size in stats.tree_sizes if size]
+    assert stats.tau < 1.2 and drafted[0] >= TREE.depth and max(drafted[1:]) < drafted[0]  # a sure path, then less
+    assert stats.tree_sizes.count(0) > len(drafted)  # most cycles are plain steps: drafting paused
+    assert len(stats.draft_accepted) == len(drafted)
+
+
+PAUSING = {
+    "text, two rows": (tiny.llama, lambda: tiny.text_inputs(rows=2, seed=2)),
+    "llava, two rows": (tiny.llava, lambda: tiny.llava_inputs([1, 2], seed=2)),
+    "qwen, image and video": (tiny.qwen, lambda: tiny.qwen_inputs(images=1, video_frames=4, seed=2)),
+}
+
+
+@pytest.mark.parametrize("case", PAUSING)
+def test_pauses_keep_the_output_exact_and_the_samples_repeatable(monkeypatch, case: str) -> None:
+    make_drafts_sure_of_themselves(monkeypatch)
+    make, make_inputs = PAUSING[case]
+    target, inputs = make(seed=2), make_inputs()
+    generator = SpeculativeGenerator(target, Draft.for_target(target, DraftConfig(k=2, latents=4), seed=2), TREE, MILD)
+    result = generator.generate(inputs, max_new_tokens=30)
+    assert result.new_token_ids == autoregressive_generate(target, inputs, max_new_tokens=30).new_token_ids
+    assert 0 in result.stats.tree_sizes  # paused, and drafted again after the pause
+    assert [size for size in result.stats.tree_sizes[result.stats.tree_sizes.index(0) :] if size]
+    sampled = [generator.generate(inputs, max_new_tokens=30, temperature=1.0, seed=5) for _ in range(2)]
+    assert sampled[0].new_token_ids == sampled[1].new_token_ids
+
+
+def test_after_a_pause_the_draft_has_read_every_token_decoded_without_it(monkeypatch) -> None:
+    target, inputs = tiny.llama(seed=2), tiny.text_inputs(seed=2)
+    draft = tiny.fit_draft(target, inputs, max_new_tokens=40, config=DraftConfig(k=2))
+    steady = SpeculativeGenerator(target, draft, TREE, cost=flat(TREE.total_tokens)).generate(inputs, max_new_tokens=40)
+    turns = itertools.cycle([True, False, False])  # draft one cycle in three: pauses of two plain steps
+    monkeypatch.setattr(CyclePlanner, "drafts", lambda self: next(turns))
+    paused = SpeculativeGenerator(target, draft, TREE, cost=flat(TREE.total_tokens)).generate(inputs, max_new_tokens=40)
+    assert paused.new_token_ids == steady.new_token_ids
+    assert paused.stats.tree_sizes[:4] == [TREE.total_tokens, 0, 0, TREE.total_tokens]
+    mean = [sum(s.draft_accepted) / len(s.draft_accepted) for s in (steady.stats, paused.stats)]
+    assert mean[0] > 2 and mean[1] > mean[0] - 0.5  # the draft is as right after a pause as without one
+
+
 @pytest.mark.parametrize(
     ("draft", "verify"), [(-1.0, (1.0, 2.0)), (1.0, ()), (1.0, (1.0,)), (1.0, (1.0, math.inf)), (math.nan, (1.0, 2.0))]
 )
 def test_cycle_cost_refuses_unusable_times(draft: float, verify: tuple[float, ...]) -> None:
-    with pytest.raises(ValueError, match="finite, non-negative verify times"):
+    with pytest.raises(ValueError, match="finite, non-negative seconds"):
         CycleCost(draft=draft, verify=verify)
+
+
+def test_a_plain_step_costs_verify_0_unless_given() -> None:
+    assert CycleCost(draft=1.0, verify=(0.5, 2.0)).plain == 0.5
+    assert CycleCost(draft=1.0, verify=(0.5, 2.0), plain=0.25).plain == 0.25
+    with pytest.raises(ValueError, match="finite, non-negative seconds"):
+        CycleCost(draft=1.0, verify=(1.0, 2.0), plain=-1.0)
 
 
 def test_measured_sizes_span_the_budget() -> None:

@@ -8,9 +8,8 @@ from specflash import Draft, DraftConfig, SpeculativeGenerator, TreeConfig, auto
 def test_speculative_stats_hold_together() -> None:
     target, inputs = tiny.llava(seed=2), tiny.llava_inputs([1], seed=2)
     draft = tiny.fit_draft(target, inputs, max_new_tokens=40)
-    result = SpeculativeGenerator(target, draft, TreeConfig(depth=5, top_k=4, total_tokens=20)).generate(
-        inputs, max_new_tokens=40
-    )
+    tree = TreeConfig(depth=5, top_k=4, total_tokens=20, adaptive=False)  # every cycle drafts its whole tree
+    result = SpeculativeGenerator(target, draft, tree).generate(inputs, max_new_tokens=40)
     stats = result.stats
     assert sum(stats.accept_lengths[0]) == len(result.new_token_ids[0]) == stats.new_tokens
     assert len(stats.accept_lengths[0]) == stats.cycles
@@ -60,7 +59,7 @@ def test_stop_token_and_length_limits() -> None:
 
 def test_semi_autoregressive_draft_needs_fewer_forwards() -> None:
     target, inputs = tiny.llava(seed=2), tiny.llava_inputs([1], seed=2)
-    tree = TreeConfig(depth=6, top_k=4, total_tokens=20)
+    tree = TreeConfig(depth=6, top_k=4, total_tokens=20, adaptive=False)  # untrained drafts: never paused
     forwards = {}
     for k in (1, 3):
         draft = Draft.for_target(target, DraftConfig(k=k))

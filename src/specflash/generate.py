@@ -15,9 +15,9 @@ import torch
 from specflash import timing
 from specflash.accept import Acceptance, Sampling, accept
 from specflash.draft import Draft, Drafter
-from specflash.sizing import CycleCost, measure_cycle_cost
+from specflash.sizing import CycleCost, CyclePlanner, measure_cycle_cost
 from specflash.targets import Prefill, Target, TargetState
-from specflash.tree import Size, Tree, TreeConfig, grow
+from specflash.tree import Tree, TreeConfig, grow
 
 # Called with (row, token ids) each time a row's output grows.
 StreamCallback = Callable[[int, list[int]], None]
@@ -101,14 +101,17 @@ class _Output:
                 self.stream(row, taken)
 
 
-def _check_request(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int, lookahead: int) -> None:
+def _check_request(target: Target, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> None:
+    """The request must fit the context when decoded plainly (its last token is never fed back);
+    speculative cycles whose tree would reach past it decode plainly instead."""
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-    needed = inputs["input_ids"].shape[1] + max_new_tokens + lookahead
+    prompt = inputs["input_ids"].shape[1]
+    needed = prompt + max_new_tokens - 1
     if needed > target.max_positions:
         raise ValueError(
-            f"prompt ({inputs['input_ids'].shape[1]} tokens) + max_new_tokens ({max_new_tokens}) + "
-            f"tree lookahead ({lookahead}) = {needed} exceeds the model's context of {target.max_positions}"
+            f"prompt ({prompt} tokens) + max_new_tokens ({max_new_tokens}) - 1 = {needed} positions exceeds "
+            f"the model's context of {target.max_positions}"
         )
 
 
@@ -138,7 +141,6 @@ class _Run:
 def _start(
     target: Target,
     inputs: Any,
-    lookahead: int,
     max_new_tokens: int,
     sampling: Sampling,
     seed: int,
@@ -146,7 +148,7 @@ def _start(
     stream: StreamCallback | None,
 ) -> _Run:
     batch = target.prepare(inputs)
-    _check_request(target, batch, max_new_tokens, lookahead)
+    _check_request(target, batch, max_new_tokens)
     generator = torch.Generator().manual_seed(seed)
     stop = target.stop_token_ids if stop_token_ids is None else stop_token_ids
     clock, stats = _Clock(target.device), GenerationStats()
@@ -180,7 +182,7 @@ def autoregressive_generate(
     stream: StreamCallback | None = None,
 ) -> GenerationResult:
     """Plain decoding, one target forward per token, in the same harness as speculative decoding."""
-    run = _start(target, inputs, 1, max_new_tokens, Sampling(temperature, top_p, top_k), seed, stop_token_ids, stream)
+    run = _start(target, inputs, max_new_tokens, Sampling(temperature, top_p, top_k), seed, stop_token_ids, stream)
     state, output, stats, token = run.state, run.output, run.stats, run.first
     rows = token.shape[0]
     stats.prefill_time = run.clock.lap()
@@ -219,19 +221,19 @@ class SpeculativeGenerator:
         self.cost = cost
         self.measured: dict[int, CycleCost] = {}  # batch size -> the cost measured for it
 
-    def _size(self, run: _Run, drafter: Drafter, root_logp: torch.Tensor) -> Size | None:
-        """The adaptive tree's size rule for this request, measuring the cost on its first batch size."""
+    def _planner(self, run: _Run, drafter: Drafter, root_logp: torch.Tensor) -> CyclePlanner | None:
+        """An adaptive tree's plan for this request, measuring the cost on its first batch size."""
         if not self.tree.adaptive or self.tree.is_static:
             return None
-        if self.cost is not None:
-            return self.cost.best_size
         rows = run.first.shape[0]
+        if self.cost is not None:
+            return CyclePlanner(self.cost, rows)
         if rows not in self.measured:
             self.measured[rows] = measure_cycle_cost(
                 self.target, run.state, drafter, run.prefill, run.first, root_logp, self.tree
             )
             run.stats.sizing_time = run.clock.lap()
-        return self.measured[rows].best_size
+        return CyclePlanner(self.measured[rows], rows)
 
     @torch.inference_mode()
     def generate(
@@ -247,31 +249,46 @@ class SpeculativeGenerator:
     ) -> GenerationResult:
         target = self.target
         sampling = Sampling(temperature, top_p, top_k)
-        run = _start(target, inputs, self.tree.depth + 1, max_new_tokens, sampling, seed, stop_token_ids, stream)
+        run = _start(target, inputs, max_new_tokens, sampling, seed, stop_token_ids, stream)
         state, prefill, output, stats, clock = run.state, run.prefill, run.output, run.stats, run.clock
         root = run.first
         drafter = Drafter(self.draft, target)
         root_logp = drafter.start(prefill, root)
         stats.prefill_time = clock.lap()
-        size = self._size(run, drafter, root_logp)
+        planner = self._planner(run, drafter, root_logp)
+        plain_steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (root features, bonus) the draft has not seen
         accepted_per_cycle: list[int] = []
         while not output.done:
-            drafter.begin_tree()
-            tree = grow(self.tree, root, root_logp, drafter.step, size)
-            drafter.end_tree()
+            fits = int(state.lengths.max()) + self.tree.depth < target.max_positions  # the deepest node's position
+            drafting = fits and (planner is None or planner.drafts())
+            if drafting:
+                if plain_steps:  # a pause ended: the draft reads the tokens decoded without it, in one pass
+                    root_logp = drafter.catch_up(*_plain_catch_up_inputs(plain_steps))
+                    plain_steps = []
+                drafter.begin_tree()
+                tree = grow(self.tree, root, root_logp, drafter.step, planner)
+                drafter.end_tree()
+            else:
+                tree = Tree.star(root, 0)
             stats.draft_time += clock.lap()
             stats.tree_sizes.append(tree.size - 1)
             logits, features = target.verify(state, tree.tokens, tree.ancestors, tree.depths)
             result = accept(tree, logits, sampling, run.generator)
             target.keep(state, tree.size, result.path, result.length)
+            if planner is not None and drafting:
+                planner.drafted(int(result.length.sum()) - result.length.shape[0])
             stats.verify_time += clock.lap()
             active = [row for row, done in enumerate(output.finished) if not done]
             output.add(_new_tokens(tree, result))
-            accepted_per_cycle.extend(int(result.length[row]) - 1 for row in active)
+            if drafting:
+                accepted_per_cycle.extend(int(result.length[row]) - 1 for row in active)
             stats.cycles += 1
             if output.done:
                 break
-            root_logp = drafter.catch_up(*_catch_up_inputs(tree, result, features))
+            if drafting:
+                root_logp = drafter.catch_up(*_catch_up_inputs(tree, result, features))
+            else:
+                plain_steps.append((features, result.bonus[:, None]))
             root = result.bonus
             stats.draft_time += clock.lap()
         stats.draft_forwards = drafter.forwards
@@ -285,6 +302,14 @@ def _new_tokens(tree: Tree, result: Acceptance) -> list[list[int]]:
     path_tokens = tree.tokens.gather(1, result.path).tolist()
     lengths, bonus = result.length.tolist(), result.bonus.tolist()
     return [[*path_tokens[row][1 : lengths[row]], bonus[row]] for row in range(len(lengths))]
+
+
+def _plain_catch_up_inputs(
+    steps: list[tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Plain steps' root features and bonus tokens as one path that every row accepted whole."""
+    features, following = (torch.cat(parts, dim=1) for parts in zip(*steps, strict=True))
+    return features, following, torch.full_like(following[:, 0], len(steps))
 
 
 def _catch_up_inputs(

@@ -40,6 +40,8 @@ class TreeConfig:
     adaptive: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.adaptive, bool):  # a truthy string such as "no" must not mean True
+            raise ValueError(f"TreeConfig.adaptive must be True or False, got {self.adaptive!r}")
         if self.paths is not None:
             paths = _closed_paths(self.paths)
             object.__setattr__(self, "paths", paths)
@@ -47,8 +49,9 @@ class TreeConfig:
             object.__setattr__(self, "total_tokens", len(paths))
             return
         for name in ("depth", "top_k", "total_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TreeConfig.{name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TreeConfig.{name} must be an integer >= 1, got {value!r}")
         most = self.top_k + (self.depth - 1) * self.top_k**2
         if self.total_tokens > most:
             raise ValueError(
@@ -113,6 +116,19 @@ class Tree:
             depths += current != 0
             current = up.gather(1, current)
         return cls(tokens, parents, depths, ancestors)
+
+    @classmethod
+    def star(cls, root: torch.Tensor, nodes: int) -> Tree:
+        """`nodes` copies of the root as its children (at most one level deep): a tree of a given size
+        to time a verification by; with no nodes, the root alone, a plain decoding step."""
+        batch, size = root.shape[0], nodes + 1
+        tokens = root[:, None].expand(batch, size)
+        parents = torch.zeros_like(tokens)
+        parents[:, 0] = -1
+        depths = (parents + 1).clamp(max=1)  # built directly: a plain step pays no from_parents walk
+        ancestors = torch.eye(size, dtype=torch.bool, device=root.device)
+        ancestors[:, 0] = True
+        return cls(tokens, parents, depths, ancestors.expand(batch, size, size))
 
 
 def grow(config: TreeConfig, root: torch.Tensor, root_logp: torch.Tensor, step: Step, size: Size | None = None) -> Tree:
