@@ -111,7 +111,7 @@ def test_adaptive_trees_record_their_costs_and_fixed_ones_verify_all(run, tmp_pa
     assert settings["tree"]["adaptive"] is True
     for method in ("eagle", "flash"):
         cost = settings["cycle_costs"][method]
-        assert cost["sizing_time"] > 0 and len(cost["verify_seconds_by_nodes"]) == 13 and cost["plain_step_seconds"] > 0
+        assert cost["sizing_time"] > 0 and len(cost["verify_seconds_by_nodes"]) == 13
     fixed, _ = _bench(tmp_path, "--fixed-tree")
     summary = json.loads((fixed / "summary.json").read_text())
     assert summary["settings"]["tree"]["adaptive"] is False and summary["settings"]["cycle_costs"] == {}

@@ -52,10 +52,10 @@ def test_a_request_trusts_its_draft_as_far_as_the_target_accepts() -> None:
         planner(scores)
         planner.drafted(0)  # the target refuses what the draft is sure of
     assert planner.trust < 0.1 and planner(scores) < 4
-    for _ in range(40):  # the draft turns right: trusted again, and more than it claims when it understates
+    for _ in range(40):  # the draft turns right: trusted again, but never beyond its own promises
         planner.drafted(round(2 * planner.last_promise))
         planner(scores)
-    assert planner.trust > 1.5 and planner(scores) == 8
+    assert planner.trust == 1.0 and planner(scores) == 8
     assert cost.best_size(scores, trust=0.0) == 1
 
 
@@ -146,15 +146,8 @@ def test_after_a_pause_the_draft_has_read_every_token_decoded_without_it(monkeyp
     ("draft", "verify"), [(-1.0, (1.0, 2.0)), (1.0, ()), (1.0, (1.0,)), (1.0, (1.0, math.inf)), (math.nan, (1.0, 2.0))]
 )
 def test_cycle_cost_refuses_unusable_times(draft: float, verify: tuple[float, ...]) -> None:
-    with pytest.raises(ValueError, match="finite, non-negative seconds"):
+    with pytest.raises(ValueError, match="finite, non-negative verify times"):
         CycleCost(draft=draft, verify=verify)
-
-
-def test_a_plain_step_costs_verify_0_unless_given() -> None:
-    assert CycleCost(draft=1.0, verify=(0.5, 2.0)).plain == 0.5
-    assert CycleCost(draft=1.0, verify=(0.5, 2.0), plain=0.25).plain == 0.25
-    with pytest.raises(ValueError, match="finite, non-negative seconds"):
-        CycleCost(draft=1.0, verify=(1.0, 2.0), plain=-1.0)
 
 
 def test_measured_sizes_span_the_budget() -> None:

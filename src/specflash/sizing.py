@@ -21,7 +21,6 @@ from functools import cached_property, partial
 
 import torch
 
-from specflash.accept import Sampling, accept
 from specflash.draft import Drafter
 from specflash.targets import Prefill, Target, TargetState
 from specflash.timing import timings
@@ -46,19 +45,13 @@ LONGEST_PAUSE = 128
 class CycleCost:
     """Seconds of one speculative cycle by the number of tree nodes it verifies."""
 
-    draft: float  # a cycle's work besides the target forward: growing the tree, acceptance, the catch-up
+    draft: float  # the draft's work per cycle: growing the tree and catching up on the accepted path
     verify: tuple[float, ...]  # verify[n]: the target forward over n nodes and the root, n = 0 .. most
-    # A plain step's target forward (the root alone) among plain steps, as in a pause; default verify[0].
-    plain: float | None = None
 
     def __post_init__(self) -> None:
-        if self.plain is None:
-            object.__setattr__(self, "plain", self.verify[0] if self.verify else None)
-        times = (self.draft, *self.verify, self.plain)
-        if len(self.verify) < 2 or not all(isinstance(t, int | float) and math.isfinite(t) and t >= 0 for t in times):
-            raise ValueError(
-                "a cycle cost needs finite, non-negative seconds: draft, verify for 0 nodes, 1 node and on, plain"
-            )
+        times = (self.draft, *self.verify)
+        if len(self.verify) < 2 or not all(math.isfinite(t) and t >= 0 for t in times):
+            raise ValueError("a cycle cost needs finite, non-negative verify times for 0 nodes, 1 node and on")
 
     @cached_property
     def _cycle_seconds(self) -> torch.Tensor:
@@ -98,8 +91,10 @@ class CyclePlanner:
 
     @property
     def trust(self) -> float:
-        """Draft tokens the target accepts per token the draft's probabilities promise, lately."""
-        return (self.granted + PRIOR_TOKENS) / (self.promised + PRIOR_TOKENS)
+        """Draft tokens the target accepts per token the draft's probabilities promise, lately; at most 1:
+        more would grow trees past the sizes the cost curve (which leaves out the per-node work of
+        building and accepting a real tree) found best by hand on the world targets (docs/results.md)."""
+        return min(1.0, (self.granted + PRIOR_TOKENS) / (self.promised + PRIOR_TOKENS))
 
     def drafts(self) -> bool:
         """Whether the next cycle drafts; False for a plain step of a pause."""
@@ -123,7 +118,7 @@ class CyclePlanner:
         self.granted = MEMORY * self.granted + draft_tokens
         self.drafted_cycles += 1
         # tokens per second of the drafted cycles against `rows` tokens per plain step (multiplied out)
-        if (self.rows * self.cycles + self.granted) * self.cost.plain >= PAUSE_BELOW * self.rows * self.seconds:
+        if (self.rows * self.cycles + self.granted) * self.cost.verify[0] >= PAUSE_BELOW * self.rows * self.seconds:
             self.pause //= 2  # a draft right now and then is not right again: the next pause is shorter
         elif self.drafted_cycles >= FIRST_PAUSE_AFTER:
             self.pause = self.rest = min(max(1, 2 * self.pause), LONGEST_PAUSE)
@@ -136,12 +131,9 @@ def measured_sizes(most: int) -> list[int]:
     return sorted({0, most // 4, most // 2, most}, reverse=True)
 
 
-def _fastest_seconds(
-    run: Callable[[], object], device: torch.device, warm_up: bool, before: Callable[[], object] | None = None
-) -> float:
-    """The shortest wall time of `run` over REPEATS calls (after an untimed one if `warm_up`), each after
-    an untimed `before` when given."""
-    return min(timings(run, device, REPEATS, warm_up, before))
+def _fastest_seconds(run: Callable[[], object], device: torch.device, warm_up: bool) -> float:
+    """The shortest wall time of `run` over REPEATS calls (after an untimed one if `warm_up`)."""
+    return min(timings(run, device, REPEATS, warm_up))
 
 
 def measure_cycle_cost(
@@ -153,26 +145,22 @@ def measure_cycle_cost(
     root_logp: torch.Tensor,
     tree: TreeConfig,
 ) -> CycleCost:
-    """Time the cycle on this request's own prefix: its work besides the target forward (growing the
-    tree, walking it for acceptance, a catch-up pass over the longest path a cycle can accept, depth + 1
-    tokens), and verifying trees of measured_sizes(tree.total_tokens) nodes, interpolated between them
-    (at most nine verifications and three draft cycles). The target's cache and the drafter are left as
-    they were."""
+    """Time the cycle on this request's own prefix: growing the tree and a catch-up pass over the longest
+    path a cycle can accept (depth + 1 tokens), and verifying trees of measured_sizes(tree.total_tokens)
+    nodes, interpolated between them (at most nine verifications and three draft cycles). The target's
+    cache and the drafter are left as they were."""
     device = target.device
     batch = root.shape[0]
     nodes = tree.depth + 1
     features = prefill.features[:, -1:].expand(batch, nodes, -1)
     following = root[:, None].expand(batch, nodes)
     full = torch.full_like(root, nodes)
-    logits = torch.zeros(batch, tree.total_tokens + 1, target.vocab_size, device=device)
-    greedy, generator = Sampling(), torch.Generator()
 
     def draft_cycle() -> None:
         with drafter.trial():
             drafter.begin_tree()
-            grown = grow(tree, root, root_logp, drafter.step)
+            grow(tree, root, root_logp, drafter.step)
             drafter.end_tree()
-            accept(grown, logits[:, : grown.size], greedy, generator)  # a plain step's is next to nothing
             drafter.catch_up(features, following, full)
 
     draft = _fastest_seconds(draft_cycle, device, warm_up=True)
@@ -186,14 +174,12 @@ def measure_cycle_cost(
     points: dict[int, float] = {}
     for size in measured_sizes(tree.total_tokens):
         star = Tree.star(root, size)  # one level deep: its nodes take the position of the next token
-        # each after a draft cycle, as in decoding: the draft's passes leave the CPU's caches colder
-        points[size] = _fastest_seconds(partial(verify, star), device, warm_up=not points, before=draft_cycle)
-    plain = _fastest_seconds(partial(verify, Tree.star(root, 0)), device, warm_up=True)  # step after step
+        points[size] = _fastest_seconds(partial(verify, star), device, warm_up=not points)  # largest first warms up
     sizes = sorted(points)
     curve = torch.tensor([points[s] for s in sizes], dtype=torch.float64)
     between = torch.arange(tree.total_tokens + 1, dtype=torch.float64)
     verify_times = _interpolate(between, torch.tensor(sizes, dtype=torch.float64), curve)
-    return CycleCost(draft, tuple(verify_times.cummax(0).values.tolist()), plain)  # noise is not a saving
+    return CycleCost(draft, tuple(verify_times.cummax(0).values.tolist()))  # timing noise is not a saving
 
 
 def _interpolate(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:

@@ -20,21 +20,12 @@ def now(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def timings(
-    run: Callable[[], object],
-    device: torch.device,
-    repeats: int,
-    warm_up: bool = True,
-    before: Callable[[], object] | None = None,
-) -> list[float]:
-    """Seconds of each of `repeats` calls of `run`, after an untimed one if `warm_up`; `before`, when
-    given, runs untimed ahead of each timed call (to time `run` in the state it leaves)."""
+def timings(run: Callable[[], object], device: torch.device, repeats: int, warm_up: bool = True) -> list[float]:
+    """Seconds of each of `repeats` calls of `run`, after an untimed one if `warm_up`."""
     if warm_up:
         run()
     seconds = []
     for _ in range(repeats):
-        if before is not None:
-            before()
         start = now(device)
         run()
         seconds.append(now(device) - start)

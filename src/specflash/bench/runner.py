@@ -134,7 +134,6 @@ class Bench:
                 "sizing_time": self.sizing_times.get(name, 0.0),
                 "draft_seconds": cost.draft,
                 "verify_seconds_by_nodes": list(cost.verify),
-                "plain_step_seconds": cost.plain,
             }
             for name, generator in self.generators.items()
             for cost in generator.measured.values()
