@@ -159,6 +159,13 @@ def test_a_bad_target_is_named_in_a_clear_error(tmp_path, where: str, with_draft
     assert "draft" not in result.output and not (tmp_path / "out").exists()
 
 
+def test_ablate_with_named_drafts_is_refused(tmp_path) -> None:
+    arguments = ["bench", "--ablate", "--draft", "mine=world-llava-tiny-flash", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, arguments)
+    _clean_error(result, "leave out --draft, or --ablate")
+    assert not (tmp_path / "out").exists()
+
+
 def test_text_runs_on_an_image_target(tmp_path) -> None:
     out, _ = _bench(tmp_path, "--tasks", "caption,text", "--n", "1")
     results = json.loads((out / "summary.json").read_text())["results"]

@@ -4,6 +4,7 @@ chat template), loss masks, data readers, training, acceptance of a trained draf
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -345,6 +346,12 @@ def test_a_config_value_of_the_wrong_type_is_refused_before_any_work(tmp_path, t
     args = ["--target", "never-loaded", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
     result = runner.invoke(app, ["train", *args, "--config", str(tmp_path / "bad.toml")])
     assert result.exit_code == 2 and f"bad.toml {message}" in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize("train", [{"lr": math.nan}, {"grad_clip": math.inf}, {"slot_weights": [1.0, math.nan]}])
+def test_a_config_number_that_is_not_finite_is_refused(train):
+    with pytest.raises(ValueError, match=f"train.{next(iter(train))} must be finite"):
+        RunConfig.from_dict({"train": train})
 
 
 def test_a_config_takes_an_int_for_a_float_and_leaves_sizes_open():

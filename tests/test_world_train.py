@@ -275,6 +275,7 @@ def test_a_mix_must_fit_the_target():
         (["--target", "world-llava-tiny", "--vision-steps", "-1"], "greater than or equal to 0"),
         (["--target", "world-llava-tiny", "--lookup-loss-weight", "-1"], "greater than or equal to 0"),
         (["--target", "world-llava-tiny", "--processes", "0"], "--processes must be between 1"),
+        (["--target", "world-llava-tiny", "--seed", str(2**64)], "less than or equal to 9223372036854775807"),
     ],
 )
 def test_world_train_rejects_bad_options(tmp_path, args, message):

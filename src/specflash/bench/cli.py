@@ -68,7 +68,9 @@ def bench(
     top_k: int = TOP_K_OPTION,
     total_tokens: int = TOTAL_TOKENS_OPTION,
     adaptive_tree: bool = ADAPTIVE_OPTION,
-    ablate: bool = typer.Option(False, help="Run AR, eagle, latents-only, sar-only and flash drafts."),
+    ablate: bool = typer.Option(
+        False, help="Run AR and the shipped eagle, latents-only, sar-only and flash drafts (not with --draft)."
+    ),
     profile: bool = typer.Option(False, help="Time a real-size architecture with random weights instead."),
     shape: str = typer.Option("llava-1.5-7b", help="--profile: llava-1.5-7b or qwen2.5-vl-7b."),
     layers: int = typer.Option(None, min=1, help="--profile: text decoder layers (default: the real depth)."),
@@ -87,9 +89,11 @@ def bench(
         _profile(console, shape, layers, kind, device, dtype, depth, top_k, total_tokens, out)
         return
     with user_errors():
+        if ablate and draft:
+            raise ValueError("--ablate runs the target's shipped ablation drafts; leave out --draft, or --ablate")
         tree = TreeConfig(depth=depth, top_k=top_k, total_tokens=total_tokens, adaptive=adaptive_tree)
         asked_tasks = parse_tasks(tasks)
-        draft_dirs = _named_drafts(draft) if draft and not ablate else {}
+        draft_dirs = _named_drafts(draft)
         loaded = load_target(target, device)
         draft_dirs = draft_dirs or _shipped_drafts(target, ABLATION if ablate else DEFAULT_DRAFTS)
         drafts = {name: Draft.from_pretrained(path) for name, path in draft_dirs.items()}

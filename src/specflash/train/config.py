@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -61,6 +62,12 @@ class TrainConfig:
     mixed_precision: str = "no"  # accelerate's: "no", "bf16", "fp16"
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if any(
+                isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])
+            ):
+                raise ValueError(f"train.{item.name} must be finite, got {value}")
         positive = ("lr", "batch_size", "epochs")
         for name in positive:
             if getattr(self, name) <= 0:

@@ -135,7 +135,7 @@ def train(
         "freeze its tower, whose backward pass is then skipped (faster: docs/world.md). Default: the recipe's "
         "(on for world-qwen-tiny), or a resumed run's own.",
     ),
-    seed: int = typer.Option(0, help="Seed for weights and the training data stream."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed for weights and the training data stream."),
     save_every: int = typer.Option(250, min=1, help="Checkpoint every N steps."),
     resume: bool = typer.Option(True, help="Resume from out/checkpoint when present."),
     threads: int = typer.Option(1, min=1, help="CPU threads for torch, in each process."),
