@@ -71,6 +71,18 @@ def test_a_request_that_fits_the_context_decodes_to_its_last_position() -> None:
             generate(inputs, max_new_tokens=31)
 
 
+def test_a_row_that_finished_ahead_does_not_hold_the_others_to_plain_steps() -> None:
+    target, ahead, behind = tiny.llama(seed=2), tiny.text_inputs(seed=2), tiny.text_inputs(seed=7)
+    draft = tiny.fit_draft(target, ahead, max_new_tokens=120, config=DraftConfig(k=2))  # right on row 0 only
+    inputs = {key: torch.cat([ahead[key], behind[key]]) for key in ("input_ids", "attention_mask")}
+    target.family.text_config.max_position_embeddings = inputs["input_ids"].shape[1] + 40 - 1
+    tree = TreeConfig(depth=5, top_k=4, total_tokens=24, adaptive=False)
+    result = SpeculativeGenerator(target, draft, tree).generate(inputs, max_new_tokens=40, stop_token_ids=[])
+    assert result.new_token_ids == autoregressive_generate(target, inputs, 40, stop_token_ids=[]).new_token_ids
+    row_0_done = len(result.stats.accept_lengths[0]) - 1  # the cycle after which row 0 had all its tokens
+    assert row_0_done < 20 and result.stats.tree_sizes[row_0_done] == 24  # row 1 drafts on, though row 0 ran ahead
+
+
 def test_right_padding_is_refused(llava) -> None:
     inputs = {"input_ids": torch.tensor([[1, 5, 0]]), "attention_mask": torch.tensor([[1, 1, 0]])}
     with pytest.raises(ValueError, match="left-padded"):
@@ -151,6 +163,20 @@ def test_sliding_window_models_are_refused() -> None:
     config = MistralConfig(**{**tiny.TEXT, "sliding_window": 8}, attn_implementation="sdpa")
     with pytest.raises(ValueError, match="sliding-window attention"):
         Target(MistralForCausalLM(config))
+
+
+@pytest.mark.parametrize(
+    "rope", [{"rope_type": "dynamic", "factor": 2.0}, {"rope_type": "linear", "factor": 2.0}, {"rope_type": "default"}]
+)
+def test_rope_that_follows_the_positions_in_a_forward_is_refused(rope: dict) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(**tiny.TEXT, rope_scaling=rope, attn_implementation="sdpa"))
+    if rope["rope_type"] == "dynamic":  # a tree's deeper nodes would rescale its root's frequencies
+        with pytest.raises(ValueError, match="dynamic rotary embeddings"):
+            Target(model)
+    else:
+        assert Target(model).family_name == "text"
 
 
 def test_plain_lists_and_one_dimensional_inputs_are_accepted(llava) -> None:

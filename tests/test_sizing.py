@@ -50,10 +50,10 @@ def test_a_request_trusts_its_draft_as_far_as_the_target_accepts() -> None:
     assert planner(scores) == cost.best_size(scores) == 8  # no record yet: the promises are taken at face value
     for _ in range(3):
         planner(scores)
-        planner.drafted(0)  # the target refuses what the draft is sure of
+        planner.record_drafted(0)  # the target refuses what the draft is sure of
     assert planner.trust < 0.1 and planner(scores) < 4
     for _ in range(40):  # the draft turns right: trusted again, but never beyond its own promises
-        planner.drafted(round(2 * planner.last_promise))
+        planner.record_drafted(round(2 * planner.last_promise))
         planner(scores)
     assert planner.trust == 1.0 and planner(scores) == 8
     assert cost.best_size(scores, trust=0.0) == 1
@@ -65,26 +65,38 @@ def test_drafting_pauses_while_it_does_not_pay_and_is_tried_again() -> None:
     planner = CyclePlanner(cost, rows=1)
     pauses = []
     for _ in range(11):
-        assert planner.drafts()
+        assert planner.next_cycle_drafts()
         planner(scores)
-        planner.drafted(0)  # nothing bought for two plain steps' time and more
+        planner.record_drafted(0)  # nothing bought for two plain steps' time and more
         pause = 0
-        while not planner.drafts():
+        while not planner.next_cycle_drafts():
             pause += 1
         pauses.append(pause)
     assert pauses == [0, 0, 1, 2, 4, 8, 16, 32, 64, LONGEST_PAUSE, LONGEST_PAUSE] and LONGEST_PAUSE == 128
     planner(scores)
-    planner.drafted(3)  # the draft's try after a long pause pays: 4 tokens for 2.1 plain steps' time
-    assert all(planner.drafts() for _ in range(5))
+    planner.record_drafted(3)  # the draft's try after a long pause pays: 4 tokens for 2.1 plain steps' time
+    assert all(planner.next_cycle_drafts() for _ in range(5))
+
+
+def test_a_draft_right_now_and_then_but_too_seldom_is_mostly_paused() -> None:
+    cost = CycleCost(draft=1.0, verify=tuple(1.0 + 0.1 * n for n in range(9)))  # a plain step: 1.0
+    planner = CyclePlanner(cost, rows=1)
+    drafted = 0
+    for _ in range(2000):
+        if planner.next_cycle_drafts():
+            assert planner(torch.full((1, 8), 0.9).log()) >= 1
+            planner.record_drafted(drafted % 2)  # 1.5 tokens per cycle at best, for 2.8 plain steps' time
+            drafted += 1
+    assert drafted < 200  # a try after a pause is judged on its own, not on tokens bought before it
 
 
 def test_a_draft_a_little_slower_than_plain_steps_is_not_paused() -> None:
     cost = CycleCost(draft=1.0, verify=tuple(1.0 + 0.1 * n for n in range(9)))
     planner = CyclePlanner(cost, rows=1)
     for _ in range(10):
-        assert planner.drafts()
+        assert planner.next_cycle_drafts()
         assert planner(torch.full((1, 4), 0.9).log()) == 4
-        planner.drafted(1)  # 2 tokens in 2.4 plain steps' time: 0.83 of plain decoding, within the noise
+        planner.record_drafted(1)  # 2 tokens in 2.4 plain steps' time: 0.83 of plain decoding, within the noise
 
 
 MILD = CycleCost(draft=1.0, verify=tuple(1.0 + 0.05 * n for n in range(TREE.total_tokens + 1)))
@@ -134,7 +146,7 @@ def test_after_a_pause_the_draft_has_read_every_token_decoded_without_it(monkeyp
     draft = tiny.fit_draft(target, inputs, max_new_tokens=40, config=DraftConfig(k=2))
     steady = SpeculativeGenerator(target, draft, TREE, cost=flat(TREE.total_tokens)).generate(inputs, max_new_tokens=40)
     turns = itertools.cycle([True, False, False])  # draft one cycle in three: pauses of two plain steps
-    monkeypatch.setattr(CyclePlanner, "drafts", lambda self: next(turns))
+    monkeypatch.setattr(CyclePlanner, "next_cycle_drafts", lambda self: next(turns))
     paused = SpeculativeGenerator(target, draft, TREE, cost=flat(TREE.total_tokens)).generate(inputs, max_new_tokens=40)
     assert paused.new_token_ids == steady.new_token_ids
     assert paused.stats.tree_sizes[:4] == [TREE.total_tokens, 0, 0, TREE.total_tokens]

@@ -64,8 +64,8 @@ class Acceptance:
 
 def accept(tree: Tree, logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> Acceptance:
     if tree.size == 1:  # a plain step: the root alone, its next token drawn as plain decoding draws it
-        rows = torch.ones_like(tree.tokens[:, 0])
-        return Acceptance(torch.zeros_like(tree.tokens), rows, sampling.choose(logits[:, 0], generator))
+        lengths = torch.ones_like(tree.tokens[:, 0])
+        return Acceptance(torch.zeros_like(tree.tokens), lengths, sampling.choose(logits[:, 0], generator))
     if sampling.greedy:
         return _accept_greedy(tree, logits)
     return _accept_sampled(tree, logits, sampling, generator)

@@ -34,7 +34,7 @@ class GenerationStats:
     tau: float = 0.0
     accept_lengths: list[list[int]] = field(default_factory=list)
     alpha_by_depth: list[float] = field(default_factory=list)
-    # Draft tokens the target accepted in each (row, verification cycle), before any stop cut.
+    # Draft tokens the target accepted in each (unfinished row, drafted cycle), before any stop cut.
     draft_accepted: list[int] = field(default_factory=list)
     draft_forwards: int = 0
     # Draft nodes the target verified in each verification cycle (the tree's size, root excluded).
@@ -255,12 +255,17 @@ class SpeculativeGenerator:
         drafter = Drafter(self.draft, target)
         root_logp = drafter.start(prefill, root)
         stats.prefill_time = clock.lap()
-        planner = self._planner(run, drafter, root_logp)
+        planner = None if output.done else self._planner(run, drafter, root_logp)
         plain_steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (root features, bonus) the draft has not seen
         accepted_per_cycle: list[int] = []
         while not output.done:
-            fits = int(state.lengths.max()) + self.tree.depth < target.max_positions  # the deepest node's position
-            drafting = fits and (planner is None or planner.drafts())
+            # A tree as deep as configured must stay inside the context for the rows still decoding; finished
+            # rows run on (their output frozen) and may pass it, harmless with the position-free rotary
+            # embeddings a Target takes.
+            lengths = state.lengths.tolist()
+            deepest = max(lengths[row] for row, done in enumerate(output.finished) if not done) + self.tree.depth
+            fits = deepest < target.max_positions
+            drafting = fits and (planner is None or planner.next_cycle_drafts())
             if drafting:
                 if plain_steps:  # a pause ended: the draft reads the tokens decoded without it, in one pass
                     root_logp = drafter.catch_up(*_plain_catch_up_inputs(plain_steps))
@@ -276,7 +281,7 @@ class SpeculativeGenerator:
             result = accept(tree, logits, sampling, run.generator)
             target.keep(state, tree.size, result.path, result.length)
             if planner is not None and drafting:
-                planner.drafted(int(result.length.sum()) - result.length.shape[0])
+                planner.record_drafted(int(result.length.sum()) - result.length.shape[0])
             stats.verify_time += clock.lap()
             active = [row for row, done in enumerate(output.finished) if not done]
             output.add(_new_tokens(tree, result))

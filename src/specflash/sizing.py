@@ -80,10 +80,13 @@ class CyclePlanner:
 
     def __init__(self, cost: CycleCost, rows: int) -> None:
         self.cost, self.rows = cost, rows
-        # MEMORY-weighted over the past cycles, drafted or not: the drafted cycles and their seconds; and
-        # over the past drafted cycles, the draft tokens they promised and the target accepted (all rows
-        # together), so a try after a pause keeps the trust the draft had, and its tree stays small.
-        self.cycles = self.seconds = self.promised = self.granted = 0.0
+        # The record the pauses follow, MEMORY-weighted over the past cycles, drafted or not, so that a
+        # try after a long pause decides: drafted cycles, their seconds and the draft tokens they bought.
+        self.cycles = self.seconds = self.bought = 0.0
+        # The record trust follows, MEMORY-weighted over the past drafted cycles only, so that a try
+        # after a pause keeps the trust the draft had and its tree stays small: draft tokens promised
+        # and accepted (all rows together).
+        self.promised = self.granted = 0.0
         self.size = 0  # nodes the last drafted tree verified
         self.last_promise = 0.0
         self.pause = self.rest = 0  # the last pause's length, and its plain cycles still to come
@@ -96,12 +99,12 @@ class CyclePlanner:
         building and accepting a real tree) found best by hand on the world targets (docs/results.md)."""
         return min(1.0, (self.granted + PRIOR_TOKENS) / (self.promised + PRIOR_TOKENS))
 
-    def drafts(self) -> bool:
-        """Whether the next cycle drafts; False for a plain step of a pause."""
+    def next_cycle_drafts(self) -> bool:
+        """Whether the next cycle drafts; False for a plain step of a pause (and counted as one)."""
         if not self.rest:
             return True
         self.rest -= 1
-        self.cycles, self.seconds = MEMORY * self.cycles, MEMORY * self.seconds  # so a try after a pause decides
+        self.cycles, self.seconds, self.bought = MEMORY * self.cycles, MEMORY * self.seconds, MEMORY * self.bought
         return False
 
     def __call__(self, scores: torch.Tensor) -> int:
@@ -110,15 +113,16 @@ class CyclePlanner:
         self.last_promise = float(scores[:, : self.size].double().exp().sum())
         return self.size
 
-    def drafted(self, draft_tokens: int) -> None:
+    def record_drafted(self, draft_tokens: int) -> None:
         """After a drafted cycle's verification: the target accepted `draft_tokens` of its nodes."""
         self.cycles = MEMORY * self.cycles + 1
         self.seconds = MEMORY * self.seconds + self.cost.draft + self.cost.verify[self.size]
+        self.bought = MEMORY * self.bought + draft_tokens
         self.promised = MEMORY * self.promised + self.last_promise
         self.granted = MEMORY * self.granted + draft_tokens
         self.drafted_cycles += 1
         # tokens per second of the drafted cycles against `rows` tokens per plain step (multiplied out)
-        if (self.rows * self.cycles + self.granted) * self.cost.verify[0] >= PAUSE_BELOW * self.rows * self.seconds:
+        if (self.rows * self.cycles + self.bought) * self.cost.verify[0] >= PAUSE_BELOW * self.rows * self.seconds:
             self.pause //= 2  # a draft right now and then is not right again: the next pause is shorter
         elif self.drafted_cycles >= FIRST_PAUSE_AFTER:
             self.pause = self.rest = min(max(1, 2 * self.pause), LONGEST_PAUSE)

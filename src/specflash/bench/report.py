@@ -5,8 +5,9 @@ tau = total new tokens / total target forwards, prefill included (the token it y
 so plain decoding is exactly 1 and the jsonl's accept lengths sum to new_tokens; tau_decoding leaves the
 prefill out, (tokens - 1) / verification cycles per sample summed, the convention of published results;
 draft_forwards_per_cycle excludes the draft's prefill and, as the last cycle needs no catch-up, is about
-1/cycles below ceil(depth/k); alpha_by_depth counts the draft tokens each cycle's verification accepted,
-before any cut at a stop token or max_new_tokens; tree_tokens_per_cycle is the mean number of draft
+1/cycles below ceil(depth/k) when every cycle drafts (a pause's plain steps take none, and one catch-up
+after it); alpha_by_depth counts the draft tokens each drafted cycle's verification accepted, before
+any cut at a stop token or max_new_tokens; tree_tokens_per_cycle is the mean number of draft
 nodes verified per cycle (an adaptive tree's chosen sizes, 0 for a plain step), and plain_step_share the
 share of a speculative method's cycles that were plain steps (an adaptive tree's pauses; docs/engine.md).
 

@@ -60,6 +60,19 @@ def family_for(model: nn.Module) -> type[Family]:
     raise ValueError(f"model type {model_type!r} is not supported; supported model types: {SUPPORTED}")
 
 
+# Rotary embeddings whose frequencies follow the longest position seen in a forward.
+POSITION_DEPENDENT_ROPE = frozenset({"dynamic", "longrope"})
+
+
+def _rope_types(parameters: Any) -> set[str]:
+    """The rope types a config's rope_parameters name: one dict, or one per attention layer type."""
+    if not isinstance(parameters, dict):
+        return set()
+    if "rope_type" in parameters:
+        return {parameters["rope_type"]}
+    return {p["rope_type"] for p in parameters.values() if isinstance(p, dict) and "rope_type" in p}
+
+
 class Target:
     """The model whose output speculative decoding must reproduce exactly."""
 
@@ -79,6 +92,15 @@ class Target:
             raise ValueError(
                 f"model type {model.config.model_type!r} uses sliding-window attention here, which specflash "
                 "does not support; use a configuration with full attention in every layer"
+            )
+        rope_types = _rope_types(getattr(text, "rope_parameters", None))
+        if rope_types & POSITION_DEPENDENT_ROPE:
+            # These rescale the frequencies by the largest position in a forward: a tree's deeper nodes
+            # (or a batch's other rows) would change the root's, which plain decoding never does.
+            raise ValueError(
+                f"model type {model.config.model_type!r} uses {'/'.join(sorted(rope_types))} rotary embeddings, "
+                "whose frequencies depend on the positions in each forward, which specflash does not support; "
+                "use a configuration with a static rope type (default, linear, yarn, llama3)"
             )
         self.model = model.eval()
         self.processor = processor
