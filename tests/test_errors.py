@@ -145,6 +145,8 @@ def test_tree_wider_than_vocabulary() -> None:
         ({"layers": 0}, "layers must be an integer >= 1"),
         ({"latents": -1}, ">= 0"),
         ({"latents": True}, "latents must be an integer >= 0, got True"),
+        ({"heads": 2.0}, "heads must be an integer >= 1, got 2.0"),
+        ({"kv_heads": 0}, "kv_heads must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_draft_configs(kwargs: dict, message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy
 import pytest
 from test_pipeline_helpers import HAS_SHIPPED, scene_image, target_arg
 
@@ -118,7 +119,7 @@ def test_an_unshipped_world_target_says_how_to_get_it():
     [
         (None, "messages must be a list"),
         ("Describe.", "messages must be a list"),
-        ([{"role": "robot", "content": "hi"}], "role 'robot' is not one of system, user, assistant"),
+        ([{"role": "robot", "content": "hi"}], "role 'robot' is not one of system, user, assistant, developer"),
         ([{"role": "user", "content": None}], "content must be a string or a list of parts"),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}], "is not one of"),
         ([{"role": "user", "content": ["hi"]}], "is not one of"),
@@ -159,11 +160,20 @@ def test_placeholder_tokens_are_refused_by_the_qwen_target_too():
         ("Hi.", {"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
         ("Hi.", {"seed": None}, "seed must be an integer .*, got None"),
         ("Hi.", {"seed": 10**23}, "seed must be an integer from -2\\*\\*63 to 2\\*\\*64 - 1"),
+        ("Hi.", {"video": [IMAGE], "video_fps": 0}, "video_fps must be a positive number, got 0"),
+        ("Hi.", {"stream": "yes"}, "stream must be a callable"),
     ],
 )
 def test_bad_chat_arguments_are_refused(pipe, prompt, options, match):
     with pytest.raises(ValueError, match=match):
         pipe.chat(prompt, **options)
+
+
+def test_numpy_integers_a_developer_turn_and_a_tuple_of_messages_are_taken(pipe):
+    messages = ({"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi."})
+    result = pipe.chat_messages(messages, max_new_tokens=numpy.int64(3), seed=numpy.int32(4))
+    same = pipe.chat_messages([{"role": "system", "content": "Be brief."}, messages[1]], max_new_tokens=3, seed=4)
+    assert result.token_ids == same.token_ids and len(result.token_ids) <= 3
 
 
 @pytest.mark.parametrize(

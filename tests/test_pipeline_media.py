@@ -48,6 +48,7 @@ def test_data_urls():
     image = scene_image(1)
     url = "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
     assert decode_data_url(url).tobytes() == image.convert("RGB").tobytes()
+    assert decode_data_url(url.replace("image/png", "IMAGE/PNG")).size == image.size  # media types ignore case
     for bad in ("http://example.com/a.png", "data:image/png;base64,!!!", "data:image/png;base64,aGVsbG8="):
         with pytest.raises(MediaError):
             decode_data_url(bad)

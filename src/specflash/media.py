@@ -59,7 +59,7 @@ def decode_data_url(url: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     if not sep or not header.startswith("data:") or not header.endswith(";base64"):
         raise MediaError("an image data URL must look like data:image/png;base64,<data>")
     media_type = header.removeprefix("data:").split(";")[0] or "text/plain"  # RFC 2397's default
-    if not media_type.startswith("image/"):
+    if not media_type.lower().startswith("image/"):  # media types are case-insensitive
         raise MediaError(f"the data URL holds {media_type}, not an image (send data:image/png or data:image/jpeg)")
     try:
         data = base64.b64decode(payload, validate=True)

@@ -12,6 +12,8 @@ still exactly the target's, only the speed-up is missing.
 from __future__ import annotations
 
 import copy
+import math
+import operator
 import threading
 import warnings
 from collections.abc import Callable
@@ -154,15 +156,23 @@ def _media_list(frames: Any, name: str) -> list[Image.Image]:
     return list(frames)
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _as_integer(value: Any, name: str, allowed: range, said: str) -> int:
+    """An integer argument (numpy integers too, bools not) as a plain int, or ValueError saying what
+    `allowed` is."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if isinstance(value, bool) or number is None or number not in allowed:
+        raise ValueError(f"{name} must be an integer {said}, got {value!r}")
+    return number
 
 
 def _media_placeholders(processor: Any) -> tuple[str, ...]:
     """The strings this processor's tokenizer reads as media placeholder tokens."""
     tokenizer = getattr(processor, "tokenizer", processor)
     named = (getattr(processor, "image_token", None), getattr(processor, "video_token", None))
-    vocabulary = tokenizer.get_added_vocab()
+    vocabulary = getattr(tokenizer, "get_added_vocab", dict)()
     return tuple(sorted({t for t in (*MEDIA_PLACEHOLDERS, *named) if t and t in vocabulary}))
 
 
@@ -209,13 +219,15 @@ class Pipeline:
     ) -> tuple[list[dict], list[Image.Image]]:
         """Messages with list content, checked against the media; a video becomes a run of images for
         families without video input. Returns the messages and the images in prompt order."""
-        messages = copy.deepcopy(messages)
+        messages = list(copy.deepcopy(messages))
         pending, ordered, videos_seen = list(images), [], 0
         for message in messages:
             if not isinstance(message, dict) or "role" not in message or "content" not in message:
                 raise ValueError("each message must be a dict with 'role' and 'content'")
+            if message["role"] == "developer":  # OpenAI's newer name for the system turn, as the server takes it
+                message["role"] = "system"
             if message["role"] not in ROLES:
-                raise ValueError(f"message role {message['role']!r} is not one of {', '.join(ROLES)}")
+                raise ValueError(f"message role {message['role']!r} is not one of {', '.join(ROLES)}, developer")
             parts = []
             for part in _parts(message["content"]):
                 if part["type"] == "text":
@@ -251,10 +263,10 @@ class Pipeline:
         """Refuse placeholder text: the processor would take it for media that was never given."""
         for token in self._placeholders:
             if token in text:
-                raise ValueError(
-                    f"the text contains {token!r}, a media placeholder token of this model; pass images and "
-                    "video as image/video parts (images=..., video=...), not as placeholder text"
+                advice = (
+                    "; pass images and video as image/video parts, not as placeholder text" if self.takes_images else ""
                 )
+                raise ValueError(f"the text contains {token!r}, a media placeholder token of this model{advice}")
 
     def encode(
         self,
@@ -264,8 +276,10 @@ class Pipeline:
         video_fps: float = DEFAULT_VIDEO_FPS,
     ) -> Any:
         """The processor's output for a conversation, with the assistant turn opened."""
-        if not isinstance(messages, list):
+        if not isinstance(messages, list | tuple):
             raise ValueError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
+        if not (isinstance(video_fps, int | float) and math.isfinite(video_fps) and video_fps > 0):
+            raise ValueError(f"video_fps must be a positive number, got {video_fps!r}")
         if not messages:
             raise ValueError("at least one message is needed")
         images = _media_list(images if images is not None else [], "images")
@@ -297,10 +311,10 @@ class Pipeline:
         """Answer a conversation in the Hugging Face chat format ({"type": "image"} / {"type": "video"}
         parts mark where `images` and `video` go). `stream` receives text deltas as they are decoded;
         `speculative=False` decodes plainly with the target alone (same harness, for comparisons)."""
-        if not _is_integer(max_new_tokens) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if not _is_integer(seed) or seed not in SEEDS:
-            raise ValueError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
+        max_new_tokens = _as_integer(max_new_tokens, "max_new_tokens", range(1, SEEDS.stop), ">= 1")
+        seed = _as_integer(seed, "seed", SEEDS, "from -2**63 to 2**64 - 1")
+        if stream is not None and not callable(stream):
+            raise ValueError(f"stream must be a callable taking text, got {type(stream).__name__}")
         inputs = self.encode(messages, images, video, video_fps)
         decoder = IncrementalDecoder(self.tokenizer, stream)
         options = dict(

@@ -32,9 +32,10 @@ class DraftConfig:
     target_model_type: str | None = None  # tells apart architectures one family serves (Qwen2-VL, Qwen2.5-VL)
 
     def __post_init__(self) -> None:
-        for name, least in (("k", 1), ("layers", 1), ("latents", 0), ("latent_heads", 1)):
+        optional = ("latent_heads", "heads", "kv_heads", "intermediate_size")  # None: the target's
+        for name, least in (("k", 1), ("layers", 1), ("latents", 0), *((name, 1) for name in optional)):
             value = getattr(self, name)
-            if name == "latent_heads" and value is None:
+            if name in optional and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"DraftConfig.{name} must be an integer >= {least}, got {value!r}")

@@ -48,7 +48,8 @@ def is_world_model(path: Path) -> bool:
         state = json.loads((path / "training_state.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(state, dict) and state.get("config", {}).get("name") in SHIPPED
+    config = state.get("config") if isinstance(state, dict) else None
+    return isinstance(config, dict) and config.get("name") in SHIPPED
 
 
 FAMILY_OF_MODEL_TYPE = {"llava": "llava", "qwen2_5_vl": "qwen", "llama": "text"}
