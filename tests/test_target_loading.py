@@ -54,6 +54,17 @@ def _without_torchvision(monkeypatch) -> None:
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", missing)
 
 
+def test_a_processor_missing_another_package_names_no_torchvision(tmp_path, monkeypatch):
+    def missing(*_args, **_kwargs):
+        raise ImportError("this processor requires the PyAV library but it was not found")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", missing)
+    tiny.qwen(seed=0).model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="needs a package that is not installed; install it. ") as error:
+        Target.from_pretrained(tmp_path)
+    assert "torchvision" not in str(error.value) and "PyAV" in str(error.value)
+
+
 def test_qwen_directories_need_torchvision_and_only_world_targets_do_without(tmp_path, monkeypatch):
     _without_torchvision(monkeypatch)
     tiny.qwen(seed=0).model.save_pretrained(tmp_path)

@@ -339,6 +339,9 @@ def test_training_refuses_user_mistakes(tmp_path):
         ('[train]\nslot_weights = [1.0, "2"]\n', "[train]: slot_weights must be list[float], got [1.0, '2']"),
         ("[train]\nmixed_precision = 16\n", "[train]: mixed_precision must be str, got 16"),
         ("train = 3\n", "[train] must be a table, got 3"),
+        ("[train]\nlr = nan\n", "[train]: lr must be finite, got nan"),
+        ("[train]\nslot_weights = [1.0, inf]\n", "[train]: slot_weights must be finite, got [1.0, inf]"),
+        ("[draft]\nrope_theta = inf\n", "[draft]: rope_theta must be finite, got inf"),
     ],
 )
 def test_a_config_value_of_the_wrong_type_is_refused_before_any_work(tmp_path, toml, message):
@@ -349,9 +352,15 @@ def test_a_config_value_of_the_wrong_type_is_refused_before_any_work(tmp_path, t
 
 
 @pytest.mark.parametrize("train", [{"lr": math.nan}, {"grad_clip": math.inf}, {"slot_weights": [1.0, math.nan]}])
-def test_a_config_number_that_is_not_finite_is_refused(train):
+def test_a_train_config_number_that_is_not_finite_is_refused(train):
     with pytest.raises(ValueError, match=f"train.{next(iter(train))} must be finite"):
-        RunConfig.from_dict({"train": train})
+        TrainConfig(**train)
+
+
+@pytest.mark.parametrize("draft", [{"rope_theta": 0}, {"rms_norm_eps": -1e-6}, {"rms_norm_eps": math.nan}])
+def test_a_draft_config_float_that_is_not_a_positive_number_is_refused(draft):
+    with pytest.raises(ValueError, match=f"DraftConfig.{next(iter(draft))} must be a finite number > 0"):
+        DraftConfig(**draft)
 
 
 def test_a_config_takes_an_int_for_a_float_and_leaves_sizes_open():

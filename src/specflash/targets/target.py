@@ -42,9 +42,9 @@ def _load_processor(path_or_id: str | Path) -> Any:
             return loader.from_pretrained(path_or_id)
         except ImportError as error:
             said = " ".join(str(error).split())
+            hint = " (pip install torchvision, built for your torch)" if "torchvision" in said.lower() else ""
             raise ValueError(
-                f"the processor of {path_or_id} needs a package that is not installed; install it "
-                f"(Qwen2.5-VL's needs torchvision: pip install torchvision, built for your torch). "
+                f"the processor of {path_or_id} needs a package that is not installed; install it{hint}. "
                 f"transformers says: {said}"
             ) from error
         except (OSError, ValueError, TypeError, KeyError):

@@ -154,6 +154,8 @@ def _section(data: dict[str, Any], name: str, config: type, known: tuple[str, ..
     for key, value in section.items():
         if not _is_of(value, hints[key]):
             raise ValueError(f"{where}: {key} must be {_type_name(hints[key])}, got {value!r}")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"{where}: {key} must be finite, got {value!r}")
     return dict(section)
 
 
