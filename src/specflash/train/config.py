@@ -64,9 +64,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if any(
-                isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])
-            ):
+            if _not_finite(value):
                 raise ValueError(f"train.{item.name} must be finite, got {value}")
         positive = ("lr", "batch_size", "epochs")
         for name in positive:
@@ -154,9 +152,14 @@ def _section(data: dict[str, Any], name: str, config: type, known: tuple[str, ..
     for key, value in section.items():
         if not _is_of(value, hints[key]):
             raise ValueError(f"{where}: {key} must be {_type_name(hints[key])}, got {value!r}")
-        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+        if _not_finite(value):
             raise ValueError(f"{where}: {key} must be finite, got {value!r}")
     return dict(section)
+
+
+def _not_finite(value: Any) -> bool:
+    """Whether a config value, or an item of a list value, is a float that is nan or infinite."""
+    return any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value]))
 
 
 def _is_of(value: Any, hint: Any) -> bool:
