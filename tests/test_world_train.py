@@ -283,6 +283,29 @@ def test_world_train_rejects_bad_options(tmp_path, args, message):
     assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split())
 
 
+@pytest.mark.parametrize(
+    ("args", "steps", "lr"),
+    [
+        (["--target", "world-qwen-tiny"], 3600, 3e-3),
+        (["--target", "world-llava-tiny"], 4800, 2e-3),
+        (["--target", "world-text-tiny"], 1500, 2e-3),
+        (["--target", "world-qwen-tiny", "--steps", "4800", "--lr", "2e-3"], 4800, 2e-3),
+    ],
+)
+def test_world_train_takes_the_recipes_steps_and_rate_unless_given(tmp_path, monkeypatch, args, steps, lr):
+    """The shipped Qwen2.5-VL target came from 4800 steps at 2e-3, and those options still rebuild it."""
+    runs = []
+
+    def record(cfg, resume, processes):
+        runs.append(cfg)
+        return {"step": cfg.steps, "loss": None, "elapsed_s": 0.0}
+
+    monkeypatch.setattr("specflash.world.train.train", record)
+    result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    assert (runs[0].steps, runs[0].lr) == (steps, lr)
+
+
 def test_a_logged_run_reports_its_progress_line_by_line(tmp_path):
     """Written to a file rather than a terminal, rich draws its bars only once, at the end: the warm-up
     and each checkpoint still leave a line, so a log shows how a run of hours is going."""

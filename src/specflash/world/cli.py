@@ -32,8 +32,8 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     return check
 
 
-def _positive_finite(value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
+def _positive_finite(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
         raise typer.BadParameter(f"must be positive and finite, got {value}")
     return value
 
@@ -121,7 +121,9 @@ def train(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
     ),
     batch: int = typer.Option(16, min=1, help="Sequences per step."),
-    lr: float = typer.Option(2e-3, callback=_positive_finite, help="Peak learning rate."),
+    lr: float | None = typer.Option(
+        None, callback=_positive_finite, help="Stage 2's peak learning rate (default: the recipe's)."
+    ),
     vision_lr_scale: float | None = typer.Option(
         None,
         min=0.0,
@@ -165,6 +167,7 @@ def train(
     """Train a world target from scratch (resumable)."""
     from .models import ship as ship_model
     from .train import (
+        DEFAULT_LR,
         DEFAULT_STEPS,
         ResumeMismatch,
         TrainConfig,
@@ -208,7 +211,7 @@ def train(
         size=size,
         steps=DEFAULT_STEPS[target] if steps is None else steps,
         batch=batch,
-        lr=lr,
+        lr=DEFAULT_LR[target] if lr is None else lr,
         seed=seed,
         save_every=save_every,
         vision_lr_scale=vision_lr_scale,
