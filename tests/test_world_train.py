@@ -88,7 +88,7 @@ def test_a_warm_up_only_run_goes_on_with_any_stage_2_options(tmp_path):
 
 
 def test_vision_side_gets_the_scaled_rate(tmp_path):
-    cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path), vision_lr_scale=0.25)
+    cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path), steps=1000, lr=2e-3, vision_lr_scale=0.25)
     model = new_model(cfg.name, "tiny", tmp_path, 0)
     optimizer = _optimizer(model, "llava", cfg)
     vision = {id(p) for p in optimizer.param_groups[1]["params"]}
@@ -284,26 +284,37 @@ def test_world_train_rejects_bad_options(tmp_path, args, message):
 
 
 @pytest.mark.parametrize(
-    ("args", "steps", "lr"),
+    ("name", "given", "schedule"),
     [
-        (["--target", "world-qwen-tiny"], 3600, 3e-3),
-        (["--target", "world-llava-tiny"], 4800, 2e-3),
-        (["--target", "world-text-tiny"], 1500, 2e-3),
-        (["--target", "world-qwen-tiny", "--steps", "4800", "--lr", "2e-3"], 4800, 2e-3),
+        ("world-qwen-tiny", {}, {"steps": 3600, "lr": 3e-3}),
+        ("world-llava-tiny", {}, {"steps": 4800, "lr": 2e-3}),
+        ("world-text-tiny", {}, {"steps": 1500, "lr": 2e-3}),
+        # the options of the shipped Qwen2.5-VL target, trained when they were the recipe's
+        ("world-qwen-tiny", {"steps": 4800, "lr": 2e-3}, {"steps": 4800, "lr": 2e-3}),
     ],
 )
-def test_world_train_takes_the_recipes_steps_and_rate_unless_given(tmp_path, monkeypatch, args, steps, lr):
-    """The shipped Qwen2.5-VL target came from 4800 steps at 2e-3, and those options still rebuild it."""
+def test_a_new_run_takes_the_recipes_steps_and_rate_unless_given(tmp_path, monkeypatch, name, given, schedule):
     runs = []
+    monkeypatch.setattr("specflash.world.train._train", lambda group, cfg, state, resumed: runs.append(cfg))
+    train(TrainConfig(name=name, out=str(tmp_path), **given))
+    assert {"steps": runs[0].steps, "lr": runs[0].lr} == schedule
 
-    def record(cfg, resume, processes):
-        runs.append(cfg)
-        return {"step": cfg.steps, "loss": None, "elapsed_s": 0.0}
 
-    monkeypatch.setattr("specflash.world.train.train", record)
-    result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), *args])
-    assert result.exit_code == 0, result.output
-    assert (runs[0].steps, runs[0].lr) == (steps, lr)
+def test_a_resumed_run_keeps_its_steps_and_rate_unless_it_was_a_warm_up_only_run(tmp_path):
+    """A run started under an older recipe ends as it started; a warm-up made with --steps 0 goes on
+    with today's recipe; given options win in both."""
+    stream = {"name": "world-qwen-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}
+    started = {**stream, "steps": 4800, "lr": 2e-3}
+    cfg = TrainConfig(name="world-qwen-tiny", out=str(tmp_path))
+    for step in (0, 100):
+        resumed = _resumed_config(started, cfg, tmp_path, step)
+        assert (resumed.steps, resumed.lr) == (4800, 2e-3)
+    warm_up_only = {**started, "steps": 0}
+    resumed = _resumed_config(warm_up_only, cfg, tmp_path, 0)
+    assert (resumed.steps, resumed.lr) == (3600, 3e-3)
+    for saved in (started, warm_up_only):
+        resumed = _resumed_config(saved, replace(cfg, steps=5000, lr=1e-3), tmp_path, 0)
+        assert (resumed.steps, resumed.lr) == (5000, 1e-3)
 
 
 def test_a_logged_run_reports_its_progress_line_by_line(tmp_path):
@@ -403,7 +414,7 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
     assert resumed["step"] == 2 and resumed["config"]["mix"] == mix  # no mix given: the run's own
     # and says which options it goes on with
     out = capsys.readouterr().out
-    options = "--mix text=0.5,text-drill=0.5 --batch 2 --lookup-loss-weight 0 --change-loss-weight 0"
+    options = "--mix text=0.5,text-drill=0.5 --batch 2 --lr 0.002 --lookup-loss-weight 0 --change-loss-weight 0"
     assert f"resumed {tmp_path / 'checkpoint'} at step 1/2: {options}" in out
     image_run = TrainConfig(
         name="world-qwen-tiny",
@@ -412,8 +423,10 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
         lookup_loss_weight=1,
         change_loss_weight=0.5,
         vision_lr_scale=0.0,
+        lr=3e-3,
     )
-    expected = "--batch 16 --lookup-loss-weight 1 --change-loss-weight 0.5 --vision-lr-scale 0 --no-freeze-vision-tower"
+    expected = "--batch 16 --lr 0.003 --lookup-loss-weight 1 --change-loss-weight 0.5"
+    expected += " --vision-lr-scale 0 --no-freeze-vision-tower"
     assert _stage_2_options(image_run).endswith(expected)
     with pytest.raises(ResumeMismatch, match="batch=2"):
         train(TrainConfig(name="world-text-tiny", out=str(tmp_path), steps=3, batch=4))
@@ -422,7 +435,8 @@ def test_a_resumed_run_keeps_its_data_stream(tmp_path, capsys):
 
 
 def test_a_checkpoint_from_before_the_extra_losses_was_trained_without_them(tmp_path):
-    saved = {"name": "world-llava-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}  # no loss weights
+    stream = {"name": "world-llava-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}
+    saved = {**stream, "steps": 3000, "lr": 2e-3}  # no loss weights
     cfg = TrainConfig(name="world-llava-tiny", out=str(tmp_path))
     resumed = _resumed_config(saved, cfg, tmp_path, 1)
     assert resumed.mix == TASK_MIX["llava"] and resumed.lookup_loss_weight == 0.0

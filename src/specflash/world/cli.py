@@ -110,19 +110,21 @@ def train(
     target: str = typer.Option(..., help=f"One of {', '.join(FAMILIES)}."),
     out: Path = typer.Option(None, help="Output directory (default: world-models/<target>)."),
     size: str = typer.Option("tiny", callback=_one_of(tuple(SIZES)), help=f"Recipe size: {', '.join(SIZES)}."),
-    steps: int = typer.Option(
+    steps: int | None = typer.Option(
         None,
         min=0,
-        help="Stage-2 optimizer steps (default: the recipe's). 0 stops after the vision warm-up; a later run"
-        " in the same --out goes on from there with any stage-2 options (--mix, loss weights, --batch,"
-        " --vision-lr-scale, --freeze-vision-tower).",
+        help="Stage-2 optimizer steps (default: the recipe's, or a resumed run's own). 0 stops after the vision"
+        " warm-up; a later run in the same --out goes on from there with any stage-2 options (--steps, --lr,"
+        " --mix, loss weights, --batch, --vision-lr-scale, --freeze-vision-tower).",
     ),
     vision_steps: int = typer.Option(
         None, min=0, help="Vision warm-up steps for image targets (default: the recipe's)."
     ),
     batch: int = typer.Option(16, min=1, help="Sequences per step."),
     lr: float | None = typer.Option(
-        None, callback=_positive_finite, help="Stage 2's peak learning rate (default: the recipe's)."
+        None,
+        callback=_positive_finite,
+        help="Stage 2's peak learning rate (default: the recipe's, or a resumed run's own).",
     ),
     vision_lr_scale: float | None = typer.Option(
         None,
@@ -167,8 +169,6 @@ def train(
     """Train a world target from scratch (resumable)."""
     from .models import ship as ship_model
     from .train import (
-        DEFAULT_LR,
-        DEFAULT_STEPS,
         ResumeMismatch,
         TrainConfig,
         check_losses,
@@ -209,9 +209,9 @@ def train(
         name=target,
         out=str(out),
         size=size,
-        steps=DEFAULT_STEPS[target] if steps is None else steps,
+        steps=steps,
         batch=batch,
-        lr=DEFAULT_LR[target] if lr is None else lr,
+        lr=lr,
         seed=seed,
         save_every=save_every,
         vision_lr_scale=vision_lr_scale,

@@ -67,9 +67,11 @@ class TrainConfig:
     name: str
     out: str
     size: str = "tiny"
-    steps: int = 3000
+    # Stage 2's length and peak rate. None: the recipe's (DEFAULT_STEPS, DEFAULT_LR), or a resumed run's
+    # own, so that a run interrupted after a change of recipe still ends as it started.
+    steps: int | None = None
     batch: int = 16
-    lr: float = 2e-3
+    lr: float | None = None
     warmup: int = 100
     seed: int = 0
     save_every: int = 200
@@ -119,6 +121,11 @@ def default_lookup_loss_weight(name: str, mix: dict[str, float] | None) -> float
     return LOOKUP_LOSS_WEIGHT[name] if task_mix(name, mix).keys() & IMAGE_QUESTION_TASKS else 0.0
 
 
+def recipe_schedule(name: str) -> dict[str, float]:
+    """The recipe's stage-2 steps and peak rate for target `name`."""
+    return {"steps": DEFAULT_STEPS[name], "lr": DEFAULT_LR[name]}
+
+
 def _check_finite_non_negative(what: str, value: float) -> None:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{what} must be finite and >= 0, got {value}")
@@ -166,13 +173,16 @@ def _resumed_config(saved: dict, cfg: TrainConfig, ckpt: Path, step: int) -> Tra
     """cfg with the mix resolved (without --mix, the mix the run started with); refuses options that
     would change the data stream or the model of a checkpoint at stage-2 step `step` (at step 0, the
     stage-2 options are free). Without --mix, a lookup weight, a vision rate scale or a tower freeze, the
-    run keeps its own."""
+    run keeps its own; without steps or a rate, too, unless it was a warm-up-only run."""
     # a checkpoint from before these options existed was trained without the extra losses, at the
     # default vision rate, with the whole vision side training
     defaults = {"vision_lr_scale": VISION_LR_SCALE, "freeze_vision_tower": False}
     saved = {"change_loss_weight": 0.0, "lookup_loss_weight": 0.0, **defaults, **saved}
     saved = {**saved, "mix": task_mix(saved["name"], saved.get("mix"))}
     kept = {f: saved[f] for f in ("lookup_loss_weight", *defaults) if getattr(cfg, f) is None}
+    # a warm-up-only run (--steps 0) goes on with today's recipe, a run with stage-2 steps as it started
+    schedule = saved if saved["steps"] else recipe_schedule(cfg.name)
+    kept |= {f: schedule[f] for f in ("steps", "lr") if getattr(cfg, f) is None}
     cfg = replace(cfg, mix=task_mix(cfg.name, cfg.mix if cfg.mix is not None else saved["mix"]), **kept)
     changed = [f for f in (STREAM_FIELDS if step else WARMUP_FIELDS) if saved[f] != getattr(cfg, f)]
     if changed:
@@ -282,7 +292,7 @@ def _stage_2_options(cfg: TrainConfig) -> str:
     assert cfg.mix is not None
     mix = ",".join(f"{task}={share:g}" for task, share in cfg.mix.items())
     weights = f"--lookup-loss-weight {cfg.lookup_loss_weight:g} --change-loss-weight {cfg.change_loss_weight:g}"
-    options = f"--mix {mix} --batch {cfg.batch} {weights}"
+    options = f"--mix {mix} --batch {cfg.batch} --lr {cfg.lr:g} {weights}"
     if family_of(cfg.name) == "text":
         return options  # no vision side
     freeze = "--freeze-vision-tower" if cfg.freeze_vision_tower else "--no-freeze-vision-tower"
@@ -338,6 +348,7 @@ def train(cfg: TrainConfig, resume: bool = True, processes: int = 1) -> dict:
     else:
         mix = task_mix(cfg.name, cfg.mix)
         recipe = {
+            **recipe_schedule(cfg.name),
             "lookup_loss_weight": default_lookup_loss_weight(cfg.name, mix),
             "vision_lr_scale": VISION_LR_SCALE,
             "freeze_vision_tower": FREEZE_VISION_TOWER[family_of(cfg.name)],
