@@ -1,7 +1,7 @@
 """Training checkpoints are safetensors + JSON and a re-run resumes where the last one stopped."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from specflash.cli import app
 from specflash.world.build import new_model
+from specflash.world.models import shipped_path
 from specflash.world.processing import load_processor
 from specflash.world.train import (
     TASK_MIX,
@@ -283,21 +284,39 @@ def test_world_train_rejects_bad_options(tmp_path, args, message):
     assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split())
 
 
-@pytest.mark.parametrize(
-    ("name", "given", "schedule"),
-    [
-        ("world-qwen-tiny", {}, {"steps": 3600, "lr": 3e-3}),
-        ("world-llava-tiny", {}, {"steps": 4800, "lr": 2e-3}),
-        ("world-text-tiny", {}, {"steps": 1500, "lr": 2e-3}),
-        # the options of the shipped Qwen2.5-VL target, trained when they were the recipe's
-        ("world-qwen-tiny", {"steps": 4800, "lr": 2e-3}, {"steps": 4800, "lr": 2e-3}),
-    ],
-)
-def test_a_new_run_takes_the_recipes_steps_and_rate_unless_given(tmp_path, monkeypatch, name, given, schedule):
+def _cli_config(tmp_path, monkeypatch, *args: str) -> TrainConfig:
+    """The config `world train` resolves for these options, without training."""
     runs = []
-    monkeypatch.setattr("specflash.world.train._train", lambda group, cfg, state, resumed: runs.append(cfg))
-    train(TrainConfig(name=name, out=str(tmp_path), **given))
-    assert {"steps": runs[0].steps, "lr": runs[0].lr} == schedule
+
+    def record(group, cfg, state, resumed):
+        runs.append(cfg)
+        return {"step": cfg.steps, "loss": None, "elapsed_s": 0.0}
+
+    monkeypatch.setattr("specflash.world.train._train", record)
+    result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    return runs[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "lr"),
+    [("world-qwen-tiny", 3600, 3e-3), ("world-llava-tiny", 4800, 2e-3), ("world-text-tiny", 1500, 2e-3)],
+)
+def test_a_new_run_takes_the_recipes_steps_and_rate(tmp_path, monkeypatch, name, steps, lr):
+    cfg = _cli_config(tmp_path, monkeypatch, "--target", name)
+    assert (cfg.steps, cfg.lr) == (steps, lr)
+
+
+def test_the_shipped_qwen_targets_options_give_its_configuration(tmp_path, monkeypatch):
+    """The shipped Qwen2.5-VL target was trained when 4800 steps at 2e-3 were the recipe's: with them
+    given, today's command resolves the configuration its training_state.json records (the output
+    directory and checkpoint interval aside, which do not change the weights)."""
+    cfg = _cli_config(tmp_path, monkeypatch, "--target", "world-qwen-tiny", "--steps", "4800", "--lr", "2e-3")
+    shipped = json.loads((shipped_path("world-qwen-tiny") / "training_state.json").read_text())["config"]
+    aside = ("out", "save_every")
+    assert {k: v for k, v in asdict(cfg).items() if k not in aside} == {
+        k: v for k, v in shipped.items() if k not in aside
+    }
 
 
 def test_a_resumed_run_keeps_its_steps_and_rate_unless_it_was_a_warm_up_only_run(tmp_path):

@@ -121,7 +121,7 @@ def default_lookup_loss_weight(name: str, mix: dict[str, float] | None) -> float
     return LOOKUP_LOSS_WEIGHT[name] if task_mix(name, mix).keys() & IMAGE_QUESTION_TASKS else 0.0
 
 
-def recipe_schedule(name: str) -> dict[str, float]:
+def recipe_schedule(name: str) -> dict[str, int | float]:
     """The recipe's stage-2 steps and peak rate for target `name`."""
     return {"steps": DEFAULT_STEPS[name], "lr": DEFAULT_LR[name]}
 
