@@ -300,18 +300,18 @@ def _cli_config(tmp_path, monkeypatch, *args: str) -> TrainConfig:
 
 @pytest.mark.parametrize(
     ("name", "steps", "lr"),
-    [("world-qwen-tiny", 3600, 3e-3), ("world-llava-tiny", 4800, 2e-3), ("world-text-tiny", 1500, 2e-3)],
+    [("world-qwen-tiny", 4800, 2e-3), ("world-llava-tiny", 4800, 2e-3), ("world-text-tiny", 1500, 2e-3)],
 )
 def test_a_new_run_takes_the_recipes_steps_and_rate(tmp_path, monkeypatch, name, steps, lr):
     cfg = _cli_config(tmp_path, monkeypatch, "--target", name)
     assert (cfg.steps, cfg.lr) == (steps, lr)
 
 
-def test_the_shipped_qwen_targets_options_give_its_configuration(tmp_path, monkeypatch):
-    """The shipped Qwen2.5-VL target was trained when 4800 steps at 2e-3 were the recipe's: with them
-    given, today's command resolves the configuration its training_state.json records (the output
-    directory and checkpoint interval aside, which do not change the weights)."""
-    cfg = _cli_config(tmp_path, monkeypatch, "--target", "world-qwen-tiny", "--steps", "4800", "--lr", "2e-3")
+def test_the_recipe_is_the_shipped_qwen_targets_configuration(tmp_path, monkeypatch):
+    """`world train --target world-qwen-tiny` resolves the configuration the shipped target's
+    training_state.json records (the output directory and checkpoint interval aside, which do not
+    change the weights)."""
+    cfg = _cli_config(tmp_path, monkeypatch, "--target", "world-qwen-tiny")
     shipped = json.loads((shipped_path("world-qwen-tiny") / "training_state.json").read_text())["config"]
     aside = ("out", "save_every")
     assert {k: v for k, v in asdict(cfg).items() if k not in aside} == {
@@ -320,17 +320,17 @@ def test_the_shipped_qwen_targets_options_give_its_configuration(tmp_path, monke
 
 
 def test_a_resumed_run_keeps_its_steps_and_rate_unless_it_was_a_warm_up_only_run(tmp_path):
-    """A run started under an older recipe ends as it started; a warm-up made with --steps 0 goes on
-    with today's recipe; given options win in both."""
+    """A run started with other steps and rate (given, or an older recipe's) ends as it started; a
+    warm-up made with --steps 0 goes on with today's recipe; given options win in both."""
     stream = {"name": "world-qwen-tiny", "size": "tiny", "seed": 0, "batch": 16, "mix": None}
-    started = {**stream, "steps": 4800, "lr": 2e-3}
+    started = {**stream, "steps": 3600, "lr": 3e-3}
     cfg = TrainConfig(name="world-qwen-tiny", out=str(tmp_path))
     for step in (0, 100):
         resumed = _resumed_config(started, cfg, tmp_path, step)
-        assert (resumed.steps, resumed.lr) == (4800, 2e-3)
+        assert (resumed.steps, resumed.lr) == (3600, 3e-3)
     warm_up_only = {**started, "steps": 0}
     resumed = _resumed_config(warm_up_only, cfg, tmp_path, 0)
-    assert (resumed.steps, resumed.lr) == (3600, 3e-3)
+    assert (resumed.steps, resumed.lr) == (4800, 2e-3)
     for saved in (started, warm_up_only):
         resumed = _resumed_config(saved, replace(cfg, steps=5000, lr=1e-3), tmp_path, 0)
         assert (resumed.steps, resumed.lr) == (5000, 1e-3)
